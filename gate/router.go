@@ -1,0 +1,161 @@
+package gate
+
+import (
+	"net/http"
+	"regexp"
+	"strings"
+)
+
+// router is a compiled rule set. It is built once per generation and only
+// read afterwards; match does not allocate.
+type router struct {
+	rules []rule
+}
+
+type rule struct {
+	host   string // lower case
+	hostRe *regexp.Regexp
+	paths  []route
+}
+
+type route struct {
+	exact   string
+	prefix  string
+	re      *regexp.Regexp
+	methods methodSet
+	backend string
+	handler http.Handler
+}
+
+// methodSet is a bitmask of the standard methods plus a list of others.
+type methodSet struct {
+	mask  uint16 // 0 with no others means any method
+	other []string
+}
+
+var standardMethods = [...]string{
+	http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch,
+	http.MethodDelete, http.MethodConnect, http.MethodOptions, http.MethodTrace,
+}
+
+func methodBit(m string) uint16 {
+	for i, s := range standardMethods {
+		if s == m {
+			return 1 << i
+		}
+	}
+	return 0
+}
+
+func newMethodSet(methods []string) methodSet {
+	var ms methodSet
+	for _, m := range methods {
+		m = strings.ToUpper(m)
+		if b := methodBit(m); b != 0 {
+			ms.mask |= b
+		} else {
+			ms.other = append(ms.other, m)
+		}
+	}
+	return ms
+}
+
+func (ms methodSet) allows(m string) bool {
+	if ms.mask == 0 && len(ms.other) == 0 {
+		return true
+	}
+	if b := methodBit(m); b != 0 {
+		return ms.mask&b != 0
+	}
+	for _, o := range ms.other {
+		if o == m {
+			return true
+		}
+	}
+	return false
+}
+
+func newRouter(spec *Spec, resolve func(string) http.Handler) *router {
+	rt := &router{rules: make([]rule, len(spec.Rules))}
+	for i, r := range spec.Rules {
+		cr := rule{host: strings.ToLower(r.Host)}
+		if r.HostRegexp != "" {
+			cr.hostRe = regexp.MustCompile(r.HostRegexp) // validated
+		}
+		for _, p := range r.Paths {
+			cp := route{exact: p.Path, prefix: p.PathPrefix, methods: newMethodSet(p.Methods), backend: p.Backend}
+			if p.PathRegexp != "" {
+				cp.re = regexp.MustCompile(p.PathRegexp)
+			}
+			if resolve != nil {
+				cp.handler = resolve(p.Backend)
+			}
+			cr.paths = append(cr.paths, cp)
+		}
+		rt.rules[i] = cr
+	}
+	return rt
+}
+
+func (r *rule) matchHost(host string) bool {
+	switch {
+	case r.host != "":
+		return strings.EqualFold(r.host, host)
+	case r.hostRe != nil:
+		return r.hostRe.MatchString(host)
+	}
+	return true
+}
+
+func (p *route) matchPath(path string) bool {
+	switch {
+	case p.exact != "":
+		return path == p.exact
+	case p.prefix != "":
+		return strings.HasPrefix(path, p.prefix)
+	case p.re != nil:
+		return p.re.MatchString(path)
+	}
+	return true
+}
+
+// match returns the route for a request, or the status to answer: 404 when
+// no path matches, 405 when a path matches but not its methods.
+func (rt *router) match(host, path, method string) (*route, int) {
+	status := http.StatusNotFound
+	for i := range rt.rules {
+		r := &rt.rules[i]
+		if !r.matchHost(host) {
+			continue
+		}
+		for j := range r.paths {
+			p := &r.paths[j]
+			if !p.matchPath(path) {
+				continue
+			}
+			if !p.methods.allows(method) {
+				status = http.StatusMethodNotAllowed
+				continue
+			}
+			return p, 0
+		}
+	}
+	return nil, status
+}
+
+// stripPort returns host without a port, handling IPv6 literals.
+func stripPort(host string) string {
+	if host == "" {
+		return host
+	}
+	if host[0] == '[' {
+		if i := strings.IndexByte(host, ']'); i > 0 {
+			return host[1:i]
+		}
+		return host
+	}
+	if i := strings.LastIndexByte(host, ':'); i >= 0 && strings.IndexByte(host, ':') == i {
+		return host[:i]
+	}
+	return host
+}

@@ -1,0 +1,247 @@
+package gate
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Defaults of the listening http.Server. The full set of configurable
+// limits arrives with the complete gate.
+const (
+	DefaultReadHeaderTimeout = 10 * time.Second
+	DefaultIdleTimeout       = 60 * time.Second
+	DefaultMaxHeaderBytes    = 1 << 20
+)
+
+// Options are what a Server gets from the gateway that builds it.
+type Options struct {
+	// Logger; nil discards.
+	Logger *slog.Logger
+	// Resolve returns the handler for a backend pipeline name. It is called
+	// once per route when the server is built; the handler it returns must
+	// find the current generation of the pipeline per request (and answer
+	// 503 while there is none), so routes survive pipeline updates.
+	Resolve func(backend string) http.Handler
+}
+
+// Server is one generation of an HTTPServer: a compiled router plus, once
+// Listen has run, a listener that it may share with the generations before
+// and after it.
+//
+// Lifecycle: New (compile) → Inherit (take over the previous generation's
+// listener when the address is the same) → Listen (bind, if not inherited) →
+// Serve (start accepting; from now on this generation routes every request)
+// → Shutdown or Close (drain and close the listener, unless a newer
+// generation took it over). Only ServeHTTP runs concurrently.
+type Server struct {
+	name   string
+	spec   Spec
+	router *router
+	logger *slog.Logger
+	stats  *counters
+
+	mu sync.Mutex
+	l  *listener
+}
+
+type counters struct {
+	requests, notFound, methodNotAllowed atomic.Uint64
+}
+
+// listener is shared by the generations of one server while its address
+// stays the same.
+type listener struct {
+	addr    string
+	ln      net.Listener
+	srv     *http.Server
+	current atomic.Pointer[Server]
+	owner   atomic.Pointer[Server]
+	served  atomic.Bool
+	done    chan struct{}
+}
+
+func (l *listener) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if s := l.current.Load(); s != nil {
+		s.ServeHTTP(w, r)
+		return
+	}
+	http.Error(w, "service unavailable", http.StatusServiceUnavailable)
+}
+
+// New compiles spec into a Server. spec must have been validated.
+func New(name string, spec *Spec, opts Options) (*Server, error) {
+	if spec == nil {
+		return nil, errors.New("nil spec")
+	}
+	if err := spec.Validate(); err != nil {
+		return nil, err
+	}
+	logger := opts.Logger
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	return &Server{
+		name:   name,
+		spec:   *spec,
+		router: newRouter(spec, opts.Resolve),
+		logger: logger.With("server", name),
+		stats:  &counters{},
+	}, nil
+}
+
+// ServeHTTP routes r to its backend pipeline, or answers 404 or 405.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	s.stats.requests.Add(1)
+	path := r.URL.Path
+	if path == "" {
+		path = "/"
+	}
+	rt, status := s.router.match(stripPort(r.Host), path, r.Method)
+	if rt == nil {
+		if status == http.StatusMethodNotAllowed {
+			s.stats.methodNotAllowed.Add(1)
+			http.Error(w, "method not allowed", status)
+			return
+		}
+		s.stats.notFound.Add(1)
+		http.NotFound(w, r)
+		return
+	}
+	if rt.handler == nil {
+		http.Error(w, "service unavailable", http.StatusServiceUnavailable)
+		return
+	}
+	rt.handler.ServeHTTP(w, r)
+}
+
+// Inherit takes over prev's listener, if prev has one on the same address,
+// and its counters. prev keeps serving until this server's Serve runs.
+func (s *Server) Inherit(prev *Server) {
+	if prev == nil {
+		return
+	}
+	s.stats = prev.stats
+	prev.mu.Lock()
+	l := prev.l
+	prev.mu.Unlock()
+	if l != nil && l.addr == s.spec.ListenAddress() {
+		s.mu.Lock()
+		s.l = l
+		s.mu.Unlock()
+	}
+}
+
+// Listen binds the listening socket unless the server inherited one. It
+// does not accept connections yet.
+func (s *Server) Listen() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.l != nil {
+		return nil
+	}
+	addr := s.spec.ListenAddress()
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("server %q: listen: %w", s.name, err)
+	}
+	l := &listener{addr: addr, ln: ln, done: make(chan struct{})}
+	l.srv = &http.Server{
+		Handler:           l,
+		ReadHeaderTimeout: DefaultReadHeaderTimeout,
+		IdleTimeout:       DefaultIdleTimeout,
+		MaxHeaderBytes:    DefaultMaxHeaderBytes,
+		ErrorLog:          slog.NewLogLogger(s.logger.Handler(), slog.LevelDebug),
+	}
+	l.owner.Store(s)
+	s.l = l
+	return nil
+}
+
+// Serve makes this generation the one that routes the listener's requests,
+// and starts accepting connections if the listener is new.
+func (s *Server) Serve() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	l := s.l
+	if l == nil {
+		return
+	}
+	l.srv.SetKeepAlivesEnabled(s.spec.KeepAlive)
+	l.current.Store(s)
+	l.owner.Store(s)
+	if l.served.CompareAndSwap(false, true) {
+		go func() {
+			defer close(l.done)
+			if err := l.srv.Serve(l.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				s.logger.Error("serving", "error", err)
+			}
+		}()
+	}
+}
+
+// Addr returns the address the server is bound to, or "" before Listen.
+func (s *Server) Addr() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.l == nil {
+		return ""
+	}
+	return s.l.ln.Addr().String()
+}
+
+// Shutdown stops the listener and waits for active requests to finish, or
+// for ctx. It does nothing to a listener that a newer generation took over.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	l := s.l
+	s.mu.Unlock()
+	if l == nil || l.owner.Load() != s {
+		return nil
+	}
+	if !l.owner.CompareAndSwap(s, nil) {
+		return nil
+	}
+	if !l.served.Load() {
+		return l.ln.Close()
+	}
+	err := l.srv.Shutdown(ctx)
+	if err != nil {
+		l.srv.Close()
+	}
+	<-l.done
+	return err
+}
+
+// Close is Shutdown with the default drain time of 30 seconds.
+func (s *Server) Close() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	return s.Shutdown(ctx)
+}
+
+// Status is an HTTPServer's runtime status.
+type Status struct {
+	Address          string `json:"address,omitempty" yaml:"address,omitempty"`
+	Requests         uint64 `json:"requests" yaml:"requests"`
+	NotFound         uint64 `json:"notFound" yaml:"notFound"`
+	MethodNotAllowed uint64 `json:"methodNotAllowed" yaml:"methodNotAllowed"`
+}
+
+// Status reports the bound address and request counters.
+func (s *Server) Status() Status {
+	return Status{
+		Address:          s.Addr(),
+		Requests:         s.stats.requests.Load(),
+		NotFound:         s.stats.notFound.Load(),
+		MethodNotAllowed: s.stats.methodNotAllowed.Load(),
+	}
+}
+
+var _ http.Handler = (*Server)(nil)

@@ -1,0 +1,177 @@
+package sluice
+
+import (
+	"context"
+	"net/http"
+	"sync/atomic"
+
+	"github.com/sluicegw/sluice/gate"
+	"github.com/sluicegw/sluice/pipeline"
+)
+
+// The built-in object kinds.
+const (
+	KindHTTPServer = "HTTPServer"
+	KindPipeline   = "Pipeline"
+)
+
+func (g *Gateway) builtinKinds() []ObjectKind {
+	return []ObjectKind{
+		{
+			Kind:        KindPipeline,
+			Aliases:     []string{"HTTPPipeline"},
+			Category:    CategoryPipeline,
+			Description: "a flow of filters that handles requests routed to it",
+			DefaultSpec: func() any { return &pipeline.Spec{} },
+			Build:       g.buildPipeline,
+		},
+		{
+			Kind:        KindHTTPServer,
+			Category:    CategoryTrafficGate,
+			Description: "an HTTP listener whose rules route requests to pipelines",
+			DefaultSpec: func() any { s := &gate.Spec{}; s.SetDefaults(); return s },
+			Build:       g.buildServer,
+		},
+	}
+}
+
+// pipelineObject is a Pipeline object: one generation of a pipeline.
+type pipelineObject struct {
+	p *pipeline.Pipeline
+}
+
+func (g *Gateway) buildPipeline(env Env, spec Spec) (Object, error) {
+	var ps pipeline.Spec
+	if err := spec.Decode(&ps); err != nil {
+		return nil, err
+	}
+	ps.Name = spec.Name
+	p, err := pipeline.New(ps, g.filters, pipeline.Env{
+		Logger:    g.s.logger,
+		Clock:     g.s.clock,
+		Transport: g.s.transport,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &pipelineObject{p: p}, nil
+}
+
+func (o *pipelineObject) Inherit(prev Object) error {
+	if po, ok := prev.(*pipelineObject); ok {
+		return o.p.Inherit(po.p)
+	}
+	return nil
+}
+
+func (o *pipelineObject) Shutdown(ctx context.Context) error { return o.p.Shutdown(ctx) }
+func (o *pipelineObject) Close() error                       { return o.p.Close() }
+func (o *pipelineObject) Status() any                        { return o.p.Status() }
+
+// serverObject is an HTTPServer object.
+type serverObject struct {
+	s *gate.Server
+}
+
+func (g *Gateway) buildServer(env Env, spec Spec) (Object, error) {
+	gs := &gate.Spec{}
+	if err := pipeline.DecodeSpec(spec.Body, gs); err != nil {
+		return nil, err
+	}
+	s, err := gate.New(spec.Name, gs, gate.Options{
+		Logger:  g.s.logger,
+		Resolve: func(name string) http.Handler { return g.pipelineSlot(name) },
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &serverObject{s: s}, nil
+}
+
+func (o *serverObject) Inherit(prev Object) error {
+	if so, ok := prev.(*serverObject); ok {
+		o.s.Inherit(so.s)
+	}
+	return nil
+}
+
+func (o *serverObject) Listen() error                      { return o.s.Listen() }
+func (o *serverObject) Serve()                             { o.s.Serve() }
+func (o *serverObject) Shutdown(ctx context.Context) error { return o.s.Shutdown(ctx) }
+func (o *serverObject) Close() error                       { return o.s.Close() }
+func (o *serverObject) Status() any                        { return o.s.Status() }
+
+// pipelineSlot is where the routes of every server find the current
+// generation of a pipeline: one atomic load per request, no map lookup.
+type pipelineSlot struct {
+	p atomic.Pointer[pipeline.Pipeline]
+}
+
+func (s *pipelineSlot) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if p := s.p.Load(); p != nil {
+		p.ServeHTTP(w, r)
+		return
+	}
+	http.Error(w, "service unavailable: no pipeline", http.StatusServiceUnavailable)
+}
+
+// serverSlot is the stable handler of an HTTPServer for Handler.
+type serverSlot struct {
+	s atomic.Pointer[gate.Server]
+}
+
+func (s *serverSlot) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if srv := s.s.Load(); srv != nil {
+		srv.ServeHTTP(w, r)
+		return
+	}
+	http.Error(w, "service unavailable: no server", http.StatusServiceUnavailable)
+}
+
+func (g *Gateway) pipelineSlot(name string) *pipelineSlot {
+	g.slotMu.Lock()
+	defer g.slotMu.Unlock()
+	s, ok := g.pipelines[name]
+	if !ok {
+		s = &pipelineSlot{}
+		g.pipelines[name] = s
+	}
+	return s
+}
+
+func (g *Gateway) serverSlot(name string) *serverSlot {
+	g.slotMu.Lock()
+	defer g.slotMu.Unlock()
+	s, ok := g.servers[name]
+	if !ok {
+		s = &serverSlot{}
+		g.servers[name] = s
+	}
+	return s
+}
+
+// publish makes obj the live object called name for request routing; nil
+// unpublishes it.
+func (g *Gateway) publish(name string, obj Object) {
+	switch o := obj.(type) {
+	case *pipelineObject:
+		g.pipelineSlot(name).p.Store(o.p)
+	case *serverObject:
+		g.serverSlot(name).s.Store(o.s)
+	case nil:
+		g.slotMu.Lock()
+		if s, ok := g.pipelines[name]; ok {
+			s.p.Store(nil)
+		}
+		if s, ok := g.servers[name]; ok {
+			s.s.Store(nil)
+		}
+		g.slotMu.Unlock()
+	}
+}
+
+var (
+	_ Gate      = (*serverObject)(nil)
+	_ Inheritor = (*serverObject)(nil)
+	_ Inheritor = (*pipelineObject)(nil)
+)

@@ -1,0 +1,113 @@
+package sluice
+
+import (
+	"errors"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/sluicegw/sluice/internal/clock"
+	"github.com/sluicegw/sluice/pipeline"
+)
+
+// Option configures a Gateway.
+type Option func(*settings) error
+
+type settings struct {
+	logger       *slog.Logger
+	clock        pipeline.Clock
+	transport    http.RoundTripper
+	store        Store
+	filterKinds  []pipeline.Kind
+	objectKinds  []ObjectKind
+	adminToken   string
+	drainTimeout time.Duration
+	builtins     bool
+}
+
+func defaultSettings() settings {
+	return settings{
+		logger:       slog.New(slog.DiscardHandler),
+		clock:        clock.Real(),
+		drainTimeout: 30 * time.Second,
+		builtins:     true,
+	}
+}
+
+// WithLogger sets the logger of the gateway and everything it builds.
+// Default: discard.
+func WithLogger(l *slog.Logger) Option {
+	return func(s *settings) error {
+		if l == nil {
+			return errors.New("nil logger")
+		}
+		s.logger = l
+		return nil
+	}
+}
+
+// WithClock sets the time source. Default: the system clock.
+func WithClock(c pipeline.Clock) Option {
+	return func(s *settings) error {
+		if c == nil {
+			return errors.New("nil clock")
+		}
+		s.clock = c
+		return nil
+	}
+}
+
+// WithTransport makes every filter that calls upstreams use rt instead of
+// building its own transport. Default: nil, each Proxy tunes its own.
+func WithTransport(rt http.RoundTripper) Option {
+	return func(s *settings) error { s.transport = rt; return nil }
+}
+
+// WithStore sets where object specs are kept, e.g. a raft store from
+// package cluster. Default: a new MemoryStore, closed at Shutdown. A store
+// passed in is not closed by the gateway.
+func WithStore(st Store) Option {
+	return func(s *settings) error {
+		if st == nil {
+			return errors.New("nil store")
+		}
+		s.store = st
+		return nil
+	}
+}
+
+// WithFilterKinds registers filter kinds besides the built-in ones. A kind
+// whose name is already registered is an error.
+func WithFilterKinds(kinds ...pipeline.Kind) Option {
+	return func(s *settings) error { s.filterKinds = append(s.filterKinds, kinds...); return nil }
+}
+
+// WithObjectKinds registers object kinds (controllers, gates) besides the
+// built-in HTTPServer and Pipeline. A duplicate name is an error.
+func WithObjectKinds(kinds ...ObjectKind) Option {
+	return func(s *settings) error { s.objectKinds = append(s.objectKinds, kinds...); return nil }
+}
+
+// WithoutBuiltinFilters leaves the built-in filter kinds out of the
+// registry, for programs that want only their own.
+func WithoutBuiltinFilters() Option {
+	return func(s *settings) error { s.builtins = false; return nil }
+}
+
+// WithAdminToken requires "Authorization: Bearer <token>" on every admin API
+// request. Without a token the admin API answers only loopback clients.
+func WithAdminToken(token string) Option {
+	return func(s *settings) error { s.adminToken = token; return nil }
+}
+
+// WithDrainTimeout bounds how long a replaced or deleted object may take to
+// finish its requests before it is closed anyway. Default: 30 s.
+func WithDrainTimeout(d time.Duration) Option {
+	return func(s *settings) error {
+		if d <= 0 {
+			return errors.New("drain timeout must be positive")
+		}
+		s.drainTimeout = d
+		return nil
+	}
+}

@@ -1,0 +1,43 @@
+package pipeline
+
+import (
+	"log/slog"
+	"net/http"
+
+	"github.com/sluicegw/sluice/internal/clock"
+)
+
+// Clock tells the time and makes timers; tests pass a fake one (see
+// filtertest) instead of sleeping.
+type Clock = clock.Clock
+
+// Timer is a Clock's one-shot timer.
+type Timer = clock.Timer
+
+// Env is what a filter's Build gets from the pipeline that builds it. Every
+// field is a value handed in by the embedding program; none is global.
+type Env struct {
+	// Logger is the filter's logger, with "pipeline" and "filter" attributes.
+	// Never nil when a pipeline builds the filter.
+	Logger *slog.Logger
+	// Clock is the time source; never nil when a pipeline builds the filter.
+	Clock Clock
+	// Transport, when set, is the round tripper filters use for upstream
+	// calls instead of building their own (tests, custom dialers).
+	Transport http.RoundTripper
+	// Pipeline is the name of the pipeline being built.
+	Pipeline string
+	// Name is the filter's own name.
+	Name string
+}
+
+// withDefaults fills nil fields.
+func (e Env) withDefaults() Env {
+	if e.Logger == nil {
+		e.Logger = slog.New(slog.DiscardHandler)
+	}
+	if e.Clock == nil {
+		e.Clock = clock.Real()
+	}
+	return e
+}

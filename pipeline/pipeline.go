@@ -1,0 +1,411 @@
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"runtime/debug"
+	"strconv"
+	"sync"
+	"sync/atomic"
+
+	"github.com/sluicegw/sluice/internal/httpx"
+)
+
+// Pipeline is a built, immutable flow of filters. It serves requests
+// concurrently; a new configuration is a new Pipeline that inherits from the
+// old one, never a mutation.
+type Pipeline struct {
+	name    string
+	steps   []step
+	filters []built
+	logger  *slog.Logger
+	pool    sync.Pool
+
+	inflight  atomic.Int64
+	closing   atomic.Bool
+	drained   chan struct{}
+	drainOnce sync.Once
+	closeOnce sync.Once
+
+	requests   atomic.Uint64
+	panics     atomic.Uint64
+	undeclared atomic.Uint64
+}
+
+type built struct {
+	name   string
+	kind   Kind
+	filter Filter
+}
+
+type step struct {
+	name   string
+	ns     string
+	filter Filter
+	kind   *Kind
+	jumps  []jump
+}
+
+type jump struct {
+	result Result
+	to     int // index of the next step; len(steps) is END
+}
+
+// New builds a pipeline from spec with the kinds in reg. It checks the whole
+// flow before it returns: unknown kinds or filters, duplicate names, jumpIf
+// on results the filter's kind does not declare, and jumps that do not go
+// forward are errors naming the field (see FieldError). On error, filters
+// already built are closed.
+func New(spec Spec, reg *Registry, env Env) (*Pipeline, error) {
+	p, err := build(spec, reg, env)
+	if err != nil {
+		return nil, fmt.Errorf("pipeline %q: %w", spec.Name, err)
+	}
+	return p, nil
+}
+
+func build(spec Spec, reg *Registry, env Env) (_ *Pipeline, err error) {
+	if reg == nil {
+		return nil, errors.New("no filter registry")
+	}
+	env = env.withDefaults()
+	env.Pipeline = spec.Name
+	logger := env.Logger.With("pipeline", spec.Name)
+	p := &Pipeline{name: spec.Name, logger: logger, drained: make(chan struct{})}
+	p.pool.New = func() any { return new(Context) }
+	defer func() {
+		if err != nil {
+			p.closeFilters()
+		}
+	}()
+
+	byName := map[string]int{}
+	for i, fs := range spec.Filters {
+		field := "filters[" + strconv.Itoa(i) + "]"
+		if fs.Name == "" {
+			return nil, &FieldError{Field: field + ".name", Line: fs.line, Err: errors.New("a filter needs a name")}
+		}
+		if _, dup := byName[fs.Name]; dup {
+			return nil, &FieldError{Field: field + ".name", Line: fs.line, Err: fmt.Errorf("%w: filter %q is defined twice", ErrDuplicateName, fs.Name)}
+		}
+		kind, ok := reg.Kind(fs.Kind)
+		if !ok {
+			return nil, &FieldError{Field: field + ".kind", Line: fs.line, Err: fmt.Errorf("filter %q: %w %q", fs.Name, ErrUnknownKind, fs.Kind)}
+		}
+		fenv := env
+		fenv.Name = fs.Name
+		fenv.Logger = logger.With("filter", fs.Name)
+		f, err := kind.Build(fenv, fs.Spec)
+		if err != nil {
+			return nil, filterErr(field, fs, err)
+		}
+		byName[fs.Name] = len(p.filters)
+		p.filters = append(p.filters, built{name: fs.Name, kind: kind, filter: f})
+	}
+
+	flow := spec.Flow
+	if len(flow) == 0 {
+		for _, fs := range spec.Filters {
+			flow = append(flow, Step{Filter: fs.Name})
+		}
+	}
+	stepIndex := map[string]int{}
+	p.steps = make([]step, len(flow))
+	for i, st := range flow {
+		field := "flow[" + strconv.Itoa(i) + "]"
+		fi, ok := byName[st.Filter]
+		if !ok {
+			return nil, &FieldError{Field: field + ".filter", Err: fmt.Errorf("%w %q", ErrUnknownFilter, st.Filter)}
+		}
+		name := st.Filter
+		if st.Alias != "" {
+			name = st.Alias
+		}
+		if name == End {
+			return nil, &FieldError{Field: field, Err: fmt.Errorf("%q is reserved for the end of the flow", End)}
+		}
+		if _, dup := stepIndex[name]; dup {
+			return nil, &FieldError{Field: field, Err: fmt.Errorf("%w: step %q appears twice; give one an alias", ErrDuplicateName, name)}
+		}
+		stepIndex[name] = i
+		ns := st.Namespace
+		if ns == PrimaryNamespace {
+			ns = ""
+		}
+		b := &p.filters[fi]
+		p.steps[i] = step{name: name, ns: ns, filter: b.filter, kind: &b.kind}
+	}
+	for i, st := range flow {
+		s := &p.steps[i]
+		for res, target := range st.JumpIf {
+			field := "flow[" + strconv.Itoa(i) + "].jumpIf." + res
+			if !s.kind.Declares(Result(res)) {
+				return nil, &FieldError{Field: field, Err: fmt.Errorf("filter %q (%s): %w: %q (declared: %v)", st.Filter, s.kind.Name, ErrUndeclaredResult, res, s.kind.Results)}
+			}
+			to := len(flow)
+			if target != End {
+				t, ok := stepIndex[target]
+				if !ok {
+					return nil, &FieldError{Field: field, Err: fmt.Errorf("%w %q", ErrUnknownFilter, target)}
+				}
+				if t <= i {
+					return nil, &FieldError{Field: field, Err: fmt.Errorf("%w: %q", ErrBackwardJump, target)}
+				}
+				to = t
+			}
+			s.jumps = append(s.jumps, jump{result: Result(res), to: to})
+		}
+	}
+	return p, nil
+}
+
+func filterErr(field string, fs FilterSpec, err error) error {
+	var fe *FieldError
+	if errors.As(err, &fe) {
+		c := *fe
+		c.Field = field + pathSep(fe.Field) + fe.Field
+		c.Err = fmt.Errorf("filter %q (%s): %w", fs.Name, fs.Kind, fe.Err)
+		if c.Line == 0 {
+			c.Line = fs.line
+		}
+		return &c
+	}
+	return &FieldError{Field: field, Line: fs.line, Err: fmt.Errorf("filter %q (%s): %w", fs.Name, fs.Kind, err)}
+}
+
+func pathSep(p string) string {
+	if p == "" || p[0] == '[' {
+		return ""
+	}
+	return "."
+}
+
+// Name returns the pipeline's name.
+func (p *Pipeline) Name() string { return p.name }
+
+// Filter returns the built filter called name.
+func (p *Pipeline) Filter(name string) (Filter, bool) {
+	for _, b := range p.filters {
+		if b.name == name {
+			return b.filter, true
+		}
+	}
+	return nil, false
+}
+
+// Run runs the flow on c and returns the result of the last filter that
+// returned one (Continue if none did). It does not write a response or run
+// the OnFinish hooks; ServeHTTP does both. A filter that returns a result its
+// kind does not declare ends the flow with a 500 response: that is a bug in
+// the filter, logged as an error.
+func (p *Pipeline) Run(c *Context) Result {
+	var last Result
+	for i := 0; i < len(p.steps); {
+		s := &p.steps[i]
+		if s.ns == "" {
+			c.cur = 0
+		} else {
+			c.UseNamespace(s.ns)
+		}
+		r := s.filter.Handle(c)
+		if r == Continue {
+			i++
+			continue
+		}
+		last = r
+		if !s.kind.Declares(r) {
+			p.undeclared.Add(1)
+			p.logger.Error("filter returned a result its kind does not declare", "filter", s.name, "kind", s.kind.Name, "result", string(r))
+			c.cur = 0
+			c.Respond(http.StatusInternalServerError, "internal error\n")
+			return r
+		}
+		next := -1
+		for _, j := range s.jumps {
+			if j.result == r {
+				next = j.to
+				break
+			}
+		}
+		if next < 0 {
+			break
+		}
+		i = next
+	}
+	c.cur = 0
+	return last
+}
+
+// ServeHTTP runs the flow for r and writes the primary namespace's response
+// (200 with an empty body if no filter set one). A panic in a filter is
+// recovered, logged with its stack, counted, and answered with 500.
+func (p *Pipeline) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	p.inflight.Add(1)
+	defer p.done()
+	p.requests.Add(1)
+	c := p.pool.Get().(*Context)
+	c.reset(r, p.logger)
+	wrote := false
+	defer func() {
+		if v := recover(); v != nil {
+			if v == http.ErrAbortHandler {
+				p.release(c)
+				panic(v)
+			}
+			p.panics.Add(1)
+			p.logger.Error("panic in pipeline", "panic", v, "stack", string(debug.Stack()))
+			if !wrote {
+				http.Error(w, "internal error", http.StatusInternalServerError)
+			}
+		}
+		p.release(c)
+	}()
+	p.Run(c)
+	resp := c.ex[0].resp
+	wrote = true
+	if resp == nil {
+		w.Header().Set("Content-Length", "0")
+		w.WriteHeader(http.StatusOK)
+		return
+	}
+	if err := WriteResponse(w, resp); err != nil {
+		c.logger.Debug("writing response", "error", err)
+	}
+}
+
+func (p *Pipeline) release(c *Context) {
+	c.cur = 0
+	for i := range c.ex {
+		if resp := c.ex[i].resp; resp != nil && resp.Body != nil {
+			resp.Body.Close()
+		}
+	}
+	c.Finish()
+	c.reset(nil, nil)
+	p.pool.Put(c)
+}
+
+func (p *Pipeline) done() {
+	if p.inflight.Add(-1) == 0 && p.closing.Load() {
+		p.drainOnce.Do(func() { close(p.drained) })
+	}
+}
+
+// WriteResponse writes resp to w: headers without hop-by-hop ones, status,
+// and the body, flushed as it arrives when its length is unknown (streams).
+// It closes resp.Body.
+func WriteResponse(w http.ResponseWriter, resp *http.Response) error {
+	h := w.Header()
+	for k, vv := range resp.Header {
+		h[k] = vv
+	}
+	httpx.RemoveHopByHop(h)
+	if resp.ContentLength >= 0 && h.Get("Content-Length") == "" && resp.Body != nil && resp.Body != http.NoBody {
+		h.Set("Content-Length", strconv.FormatInt(resp.ContentLength, 10))
+	}
+	code := resp.StatusCode
+	if code == 0 {
+		code = http.StatusOK
+	}
+	w.WriteHeader(code)
+	if resp.Body == nil {
+		return nil
+	}
+	defer resp.Body.Close()
+	var flush func()
+	if resp.ContentLength < 0 {
+		if f, ok := w.(http.Flusher); ok {
+			flush = f.Flush
+		}
+	}
+	_, err := httpx.Copy(w, resp.Body, flush)
+	return err
+}
+
+// Inherit hands state over from prev: each filter of p that implements
+// Inheritor gets prev's filter of the same name and kind. prev keeps serving.
+func (p *Pipeline) Inherit(prev *Pipeline) error {
+	if prev == nil {
+		return nil
+	}
+	for _, b := range p.filters {
+		inh, ok := b.filter.(Inheritor)
+		if !ok {
+			continue
+		}
+		for _, o := range prev.filters {
+			if o.name == b.name && o.kind.Name == b.kind.Name {
+				if err := inh.Inherit(o.filter); err != nil {
+					return fmt.Errorf("pipeline %q: filter %q: inherit: %w", p.name, b.name, err)
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// Shutdown waits until the requests in flight have finished, or ctx is done,
+// then closes the filters. Requests that arrive after Shutdown began still
+// run, but nothing waits for them.
+func (p *Pipeline) Shutdown(ctx context.Context) error {
+	p.closing.Store(true)
+	var err error
+	if p.inflight.Load() > 0 {
+		select {
+		case <-p.drained:
+		case <-ctx.Done():
+			err = ctx.Err()
+		}
+	}
+	p.closeFilters()
+	return err
+}
+
+// Close is Shutdown without a time limit.
+func (p *Pipeline) Close() error { return p.Shutdown(context.Background()) }
+
+func (p *Pipeline) closeFilters() {
+	p.closeOnce.Do(func() {
+		for _, b := range p.filters {
+			if c, ok := b.filter.(Closer); ok {
+				if err := c.Close(); err != nil {
+					p.logger.Warn("closing filter", "filter", b.name, "error", err)
+				}
+			}
+		}
+	})
+}
+
+// Status is a pipeline's runtime status.
+type Status struct {
+	Requests uint64 `json:"requests" yaml:"requests"`
+	InFlight int64  `json:"inFlight" yaml:"inFlight"`
+	Panics   uint64 `json:"panics" yaml:"panics"`
+	// Undeclared counts results that filters returned without declaring them.
+	Undeclared uint64         `json:"undeclaredResults" yaml:"undeclaredResults"`
+	Filters    map[string]any `json:"filters,omitempty" yaml:"filters,omitempty"`
+}
+
+// Status reports counters and each filter's status.
+func (p *Pipeline) Status() Status {
+	s := Status{
+		Requests:   p.requests.Load(),
+		InFlight:   p.inflight.Load(),
+		Panics:     p.panics.Load(),
+		Undeclared: p.undeclared.Load(),
+	}
+	for _, b := range p.filters {
+		if st, ok := b.filter.(Statuser); ok {
+			if s.Filters == nil {
+				s.Filters = map[string]any{}
+			}
+			s.Filters[b.name] = st.Status()
+		}
+	}
+	return s
+}
+
+var _ http.Handler = (*Pipeline)(nil)
