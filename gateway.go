@@ -527,7 +527,7 @@ func (g *Gateway) follow(watch <-chan Event) {
 	defer g.bg.Done()
 	for ev := range watch {
 		g.mu.Lock()
-		if !g.closed && ev.Revision > g.rev {
+		if !g.closed {
 			if err := g.applyEvent(ev); err != nil {
 				g.s.logger.Error("applying a change from the store", "kind", ev.Record.Kind, "name", ev.Record.Name, "revision", ev.Revision, "error", err)
 			}
@@ -537,9 +537,16 @@ func (g *Gateway) follow(watch <-chan Event) {
 	}
 }
 
+// applyEvent applies one change from the store unless this gateway already
+// reflects it: each object remembers the revision that wrote it, and our own
+// commits come back with that revision.
 func (g *Gateway) applyEvent(ev Event) error {
+	e, ok := g.objects[ev.Record.Name]
+	if ok && e.rev >= ev.Revision {
+		return nil
+	}
 	if ev.Delete {
-		if e, ok := g.objects[ev.Record.Name]; ok {
+		if ok {
 			g.removeLocked(ev.Record.Name, e)
 		}
 		return nil

@@ -1,11 +1,30 @@
 // Package filters lists Sluice's built-in filter kinds. Each kind lives in
 // its own subpackage (filters/proxy, filters/validator, ...), which a
 // program may also import alone to use the kind with its own registry.
+//
+//	Mock             answers with a canned response per rule      results: mocked
+//	Proxy            forwards to a pool of backend servers        results: internalError clientError serverError failureCode timeout
+//	RequestAdaptor   rewrites method, host, path, headers, body   results: none
+//	ResponseAdaptor  rewrites response headers and body           results: none
+//	Validator        checks request headers                       results: invalid
 package filters
 
-import "github.com/sluicegw/sluice/pipeline"
+import (
+	"github.com/sluicegw/sluice/filters/mock"
+	"github.com/sluicegw/sluice/filters/proxy"
+	"github.com/sluicegw/sluice/filters/requestadaptor"
+	"github.com/sluicegw/sluice/filters/responseadaptor"
+	"github.com/sluicegw/sluice/filters/validator"
+	"github.com/sluicegw/sluice/pipeline"
+)
 
 // Builtin returns every built-in filter kind.
 func Builtin() []pipeline.Kind {
-	return []pipeline.Kind{}
+	return []pipeline.Kind{
+		mock.Kind,
+		proxy.Kind,
+		requestadaptor.Kind,
+		responseadaptor.Kind,
+		validator.Kind,
+	}
 }

@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"reflect"
 	"strconv"
 	"time"
 )
@@ -85,10 +86,19 @@ func (c *Context) Response() *http.Response { return c.ex[c.cur].resp }
 func (c *Context) SetResponse(resp *http.Response) { c.setResponse(c.cur, resp) }
 
 func (c *Context) setResponse(i int, resp *http.Response) {
-	if old := c.ex[i].resp; old != nil && old != resp && old.Body != nil && (resp == nil || old.Body != resp.Body) {
+	if old := c.ex[i].resp; old != nil && old != resp && old.Body != nil && (resp == nil || !sameBody(old.Body, resp.Body)) {
 		old.Body.Close()
 	}
 	c.ex[i].resp = resp
+}
+
+// sameBody reports whether a and b are the same body, without panicking on
+// bodies of a type that == cannot compare.
+func sameBody(a, b io.ReadCloser) bool {
+	if b == nil || reflect.TypeOf(a) != reflect.TypeOf(b) || !reflect.TypeOf(a).Comparable() {
+		return false
+	}
+	return a == b
 }
 
 // Respond sets a complete response with status code and body on the current

@@ -34,3 +34,8 @@ type FieldError = yamlx.FieldError
 func FieldErr(field string, err error) error {
 	return &FieldError{Field: field, Err: err}
 }
+
+// PrefixErr puts prefix in front of the field path of the FieldError err
+// carries (a plain error becomes a FieldError at prefix), for specs that
+// decode or validate a nested part on their own.
+func PrefixErr(err error, prefix string) error { return yamlx.Prefix(err, prefix) }

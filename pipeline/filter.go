@@ -141,3 +141,9 @@ func DecodeSpec[S any](raw Raw, s *S) error {
 	}
 	return yamlx.Validate(raw.node, s)
 }
+
+// FilterFunc adapts a function to the Filter interface.
+type FilterFunc func(*Context) Result
+
+// Handle calls f.
+func (f FilterFunc) Handle(c *Context) Result { return f(c) }

@@ -82,9 +82,8 @@ var (
 
 // Decode decodes node into v, which must be a non-nil pointer. Keys that v's
 // type does not have are errors, so are values of the wrong type; the error
-// is a *FieldError with the field path and line. After decoding, if v has a
-// Validate() error method it is called, and a FieldError it returns gets the
-// line of its field.
+// is a *FieldError with the field path and line. Validation is separate:
+// see Validate.
 func Decode(node *yaml.Node, v any) error {
 	if node == nil {
 		return nil

@@ -104,7 +104,18 @@ type Outcome struct {
 // result its kind does not declare.
 func (h *Harness) Do(r *http.Request) *Outcome {
 	h.t.Helper()
+	return h.DoWith(r, nil)
+}
+
+// DoWith runs r through the filter with resp already set as the response,
+// for filters that work on responses (set by an earlier filter in a real
+// pipeline).
+func (h *Harness) DoWith(r *http.Request, resp *http.Response) *Outcome {
+	h.t.Helper()
 	c := pipeline.NewContext(r)
+	if resp != nil {
+		c.SetResponse(resp)
+	}
 	res := h.Filter.Handle(c)
 	if res != pipeline.Continue && !h.Kind.Declares(res) {
 		h.t.Errorf("%s returned result %q, which its kind does not declare (declared: %v)", h.Kind.Name, res, h.Kind.Results)
