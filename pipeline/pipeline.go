@@ -306,6 +306,11 @@ func WriteResponse(w http.ResponseWriter, resp *http.Response) error {
 	if resp.ContentLength >= 0 && h.Get("Content-Length") == "" && resp.Body != nil && resp.Body != http.NoBody {
 		h.Set("Content-Length", strconv.FormatInt(resp.ContentLength, 10))
 	}
+	// Trailers are announced before the header is written and sent after
+	// the body (gRPC status travels in them).
+	for k := range resp.Trailer {
+		h.Add("Trailer", k)
+	}
 	code := resp.StatusCode
 	if code == 0 {
 		code = http.StatusOK
@@ -322,6 +327,9 @@ func WriteResponse(w http.ResponseWriter, resp *http.Response) error {
 		}
 	}
 	_, err := httpx.Copy(w, resp.Body, flush)
+	for k, vv := range resp.Trailer { // filled in once the body is read
+		h[http.TrailerPrefix+k] = vv
+	}
 	return err
 }
 

@@ -337,3 +337,39 @@ type discard struct{ h http.Header }
 func (d discard) Header() http.Header         { return d.h }
 func (d discard) Write(b []byte) (int, error) { return len(b), nil }
 func (d discard) WriteHeader(int)             {}
+
+func TestWriteResponseTrailers(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		resp := pipeline.NewResponse(r, 200, "text/plain", []byte("body"))
+		resp.ContentLength = -1
+		resp.Header.Del("Content-Length")
+		resp.Trailer = http.Header{"Grpc-Status": nil}
+		resp.Body = io.NopCloser(&trailerReader{r: strings.NewReader("body"), set: func() { resp.Trailer.Set("Grpc-Status", "0") }})
+		pipeline.WriteResponse(w, resp)
+	}))
+	defer srv.Close()
+	resp, err := http.Get(srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if string(b) != "body" || resp.Trailer.Get("Grpc-Status") != "0" {
+		t.Errorf("body %q trailer %v", b, resp.Trailer)
+	}
+}
+
+// trailerReader sets the trailer when the body reaches EOF, as a real
+// upstream response does.
+type trailerReader struct {
+	r   io.Reader
+	set func()
+}
+
+func (t *trailerReader) Read(p []byte) (int, error) {
+	n, err := t.r.Read(p)
+	if err == io.EOF {
+		t.set()
+	}
+	return n, err
+}

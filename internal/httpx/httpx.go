@@ -29,14 +29,25 @@ var hopHeaders = [...]string{
 func RemoveHopByHop(h http.Header) {
 	for _, v := range h["Connection"] {
 		for name := range strings.SplitSeq(v, ",") {
-			if name = textproto.TrimString(name); name != "" {
-				h.Del(name)
+			name = textproto.TrimString(name)
+			if name == "" || strings.EqualFold(name, "close") || isHop(name) {
+				continue // removed below anyway, without allocating
 			}
+			h.Del(name)
 		}
 	}
 	for _, k := range hopHeaders {
 		delete(h, k)
 	}
+}
+
+func isHop(name string) bool {
+	for _, k := range hopHeaders {
+		if strings.EqualFold(name, k) {
+			return true
+		}
+	}
+	return false
 }
 
 const bufSize = 32 << 10

@@ -1,0 +1,21 @@
+package proxy
+
+import "errors"
+
+// Errors in a Proxy spec. Validation errors are *pipeline.FieldError values
+// that name the field and wrap one of these; test with errors.Is.
+var (
+	// ErrNoPool: the spec has neither pools nor mainPool.
+	ErrNoPool = errors.New("no pool")
+	// ErrTooManyPools: the spec has more than one pool without a filter, or
+	// both pools and mainPool.
+	ErrTooManyPools = errors.New("only one pool without a filter is allowed")
+	// ErrNoServer: a pool has no servers.
+	ErrNoServer = errors.New("no server")
+	// ErrBadURL: a server URL is not an absolute http or https URL.
+	ErrBadURL = errors.New("bad server url")
+	// ErrUnknownPolicy: a load-balancing policy is not one this package knows.
+	ErrUnknownPolicy = errors.New("unknown load-balancing policy")
+	// ErrBadValue: a number or duration is out of range.
+	ErrBadValue = errors.New("value out of range")
+)

@@ -1,0 +1,132 @@
+package proxy
+
+import (
+	"errors"
+	"log/slog"
+	"slices"
+	"sync/atomic"
+
+	"github.com/sluicegw/sluice/pipeline"
+)
+
+// Results of the Proxy filter; see the package comment for when each occurs.
+const (
+	// ResultInternalError: the outbound request could not be built, or the
+	// pool had no server to take it.
+	ResultInternalError pipeline.Result = "internalError"
+	// ResultClientError: the client went away or its body could not be read.
+	ResultClientError pipeline.Result = "clientError"
+	// ResultServerError: the server could not be reached or failed mid-way.
+	ResultServerError pipeline.Result = "serverError"
+	// ResultFailureCode: the server answered with one of the pool's
+	// failureCodes; the response is kept.
+	ResultFailureCode pipeline.Result = "failureCode"
+	// ResultTimeout: the server did not answer in time.
+	ResultTimeout pipeline.Result = "timeout"
+)
+
+// Kind is the Proxy filter kind, to register with a pipeline.Registry.
+var Kind = pipeline.Define("Proxy",
+	[]pipeline.Result{ResultInternalError, ResultClientError, ResultServerError, ResultFailureCode, ResultTimeout},
+	func(env pipeline.Env, spec *Spec) (pipeline.Filter, error) {
+		p, err := New(env, spec)
+		if err != nil {
+			return nil, err
+		}
+		return p, nil
+	},
+).WithDescription("Proxy sends the request to a server of its pool and keeps the response for the next filters.")
+
+// Proxy is the Proxy filter. Build it with New (or through Kind from YAML);
+// the zero value is not usable.
+type Proxy struct {
+	pools  []*Pool // pools[0] is the main pool
+	tr     *transport
+	logger *slog.Logger
+	closed atomic.Bool
+}
+
+// New builds a Proxy from spec, which it validates first (zero values mean
+// the documented defaults, as in YAML). It uses env.Transport for upstream
+// calls when set, and otherwise a transport of its own that Close releases.
+func New(env pipeline.Env, spec *Spec) (*Proxy, error) {
+	if spec == nil {
+		return nil, errors.New("nil spec")
+	}
+	if err := spec.Validate(); err != nil {
+		return nil, err
+	}
+	field, ps := spec.mainPool()
+	pool, err := newPool(ps)
+	if err != nil {
+		return nil, pipeline.FieldErr(field, err) // unreachable after Validate
+	}
+	logger := env.Logger
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	return &Proxy{
+		pools:  []*Pool{pool},
+		tr:     newTransport(env.Transport, settingsOf(spec)),
+		logger: logger,
+	}, nil
+}
+
+// Handle sends the request to a server of the main pool and sets the
+// response. See the package comment for the results.
+func (p *Proxy) Handle(c *pipeline.Context) pipeline.Result {
+	return p.pools[0].handle(c, p.tr.rt, p.logger)
+}
+
+// Pools returns the Proxy's pools, the main pool first.
+func (p *Proxy) Pools() []*Pool { return slices.Clone(p.pools) }
+
+// Inherit takes state over from prev, the Proxy this one replaces: the
+// round-robin turn and the server counters of the main pool, and, when both
+// built their own transports with the same settings, prev's transport with
+// its warm connections. prev keeps working; its Close then leaves the shared
+// transport to p. A prev that is not a *Proxy is ignored.
+func (p *Proxy) Inherit(prev pipeline.Filter) error {
+	old, ok := prev.(*Proxy)
+	if !ok || old == nil || old == p {
+		return nil
+	}
+	if p.tr.shareable(old.tr) && old.tr.acquire() {
+		mine := p.tr
+		p.tr = old.tr
+		mine.release()
+	}
+	p.pools[0].inherit(old.pools[0])
+	return nil
+}
+
+// Close releases the Proxy's transport: the idle connections of its own
+// transport are closed unless a newer Proxy took the transport over. It is
+// safe to call more than once.
+func (p *Proxy) Close() error {
+	if p.closed.CompareAndSwap(false, true) {
+		p.tr.release()
+	}
+	return nil
+}
+
+// Status is the Proxy's runtime status.
+type Status struct {
+	Pools []PoolStatus `json:"pools" yaml:"pools"`
+}
+
+// Status returns a *Status with each server's counters.
+func (p *Proxy) Status() any {
+	st := &Status{Pools: make([]PoolStatus, len(p.pools))}
+	for i, pl := range p.pools {
+		st.Pools[i] = pl.status()
+	}
+	return st
+}
+
+var (
+	_ pipeline.Filter    = (*Proxy)(nil)
+	_ pipeline.Inheritor = (*Proxy)(nil)
+	_ pipeline.Closer    = (*Proxy)(nil)
+	_ pipeline.Statuser  = (*Proxy)(nil)
+)

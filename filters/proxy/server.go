@@ -1,0 +1,82 @@
+package proxy
+
+import (
+	"net/url"
+	"slices"
+	"sync/atomic"
+)
+
+// Server is one server of a pool, built from a ServerSpec. It is immutable
+// and shared by every request; only its counters change, atomically.
+type Server struct {
+	url      string // as configured
+	scheme   string
+	host     string // host[:port]
+	path     string // path prefix; "" or "/" means none
+	rawPath  string // escaped path prefix when it differs from path's default
+	escPath  string // escaped path prefix
+	weight   int
+	tags     []string
+	keepHost bool
+
+	stats *serverStats // shared with the previous generation after Inherit
+}
+
+// serverStats are a server's counters. They live behind a pointer so that a
+// new generation of the Proxy can keep counting where the old one left off.
+type serverStats struct {
+	requests atomic.Uint64
+	errors   atomic.Uint64
+	_        [48]byte // keep the next server's counters off this cache line
+}
+
+func newServer(spec ServerSpec) (*Server, error) {
+	u, err := parseServerURL(spec.URL)
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{
+		url:      spec.URL,
+		scheme:   u.Scheme,
+		host:     u.Host,
+		path:     u.Path,
+		weight:   spec.Weight,
+		tags:     slices.Clone(spec.Tags),
+		keepHost: spec.KeepHost,
+		stats:    new(serverStats),
+	}
+	if s.path == "/" {
+		s.path = ""
+	}
+	if u.RawPath != "" {
+		s.rawPath = u.EscapedPath()
+	}
+	s.escPath = (&url.URL{Path: s.path, RawPath: s.rawPath}).EscapedPath()
+	return s, nil
+}
+
+// URL returns the server's URL as configured.
+func (s *Server) URL() string { return s.url }
+
+// Weight returns the server's weight.
+func (s *Server) Weight() int { return s.weight }
+
+// Tags returns a copy of the server's tags.
+func (s *Server) Tags() []string { return slices.Clone(s.tags) }
+
+// KeepHost reports whether requests keep the client's Host header.
+func (s *Server) KeepHost() bool { return s.keepHost }
+
+// ServerStatus is one server's counters.
+type ServerStatus struct {
+	URL string `json:"url" yaml:"url"`
+	// Requests counts the requests sent to the server.
+	Requests uint64 `json:"requests" yaml:"requests"`
+	// Errors counts the requests the server failed: connection errors,
+	// timeouts and responses with a failure code.
+	Errors uint64 `json:"errors" yaml:"errors"`
+}
+
+func (s *Server) status() ServerStatus {
+	return ServerStatus{URL: s.url, Requests: s.stats.requests.Load(), Errors: s.stats.errors.Load()}
+}

@@ -1,0 +1,201 @@
+package proxy
+
+import (
+	"errors"
+	"fmt"
+	"net/url"
+	"strconv"
+	"time"
+
+	"github.com/sluicegw/sluice/pipeline"
+)
+
+// Defaults of the transport settings; zero values in a Spec mean these.
+const (
+	DefaultMaxIdleConns        = 10240
+	DefaultMaxIdleConnsPerHost = 1024
+)
+
+// Load-balancing policies.
+const (
+	PolicyRoundRobin = "roundRobin"
+	PolicyRandom     = "random"
+)
+
+// Spec is the Proxy filter's configuration, with Easegress v2 field names:
+//
+//	kind: Proxy
+//	pools:
+//	- servers:
+//	  - url: http://127.0.0.1:9095
+//	  loadBalance: {policy: roundRobin}
+//	  timeout: 30s
+//	  failureCodes: [502, 503]
+//
+// Go callers fill the same struct and get the same defaults and validation
+// through New or pipeline.Builder.
+type Spec struct {
+	// Pools are the server pools. For now exactly one pool is allowed, the
+	// main pool, which takes every request (pools with a request filter come
+	// later). Set either Pools or MainPool.
+	Pools []PoolSpec `yaml:"pools,omitempty"`
+	// MainPool is the Easegress v1 spelling of a single pool; it is treated
+	// as Pools[0]. Setting both MainPool and Pools is an error.
+	MainPool *PoolSpec `yaml:"mainPool,omitempty"`
+	// MaxIdleConns limits the idle (keep-alive) connections of the Proxy's
+	// transport across all servers. 0 means DefaultMaxIdleConns (10240).
+	// Ignored when the Env hands in a Transport.
+	MaxIdleConns int `yaml:"maxIdleConns,omitempty"`
+	// MaxIdleConnsPerHost limits the idle connections to each server. 0
+	// means DefaultMaxIdleConnsPerHost (1024). Ignored when the Env hands in
+	// a Transport.
+	MaxIdleConnsPerHost int `yaml:"maxIdleConnsPerHost,omitempty"`
+}
+
+// PoolSpec is one pool of servers and how requests are spread over them.
+type PoolSpec struct {
+	// Servers are the pool's servers; at least one is required.
+	Servers []ServerSpec `yaml:"servers"`
+	// LoadBalance chooses the server for each request. The zero value is
+	// round robin.
+	LoadBalance LoadBalanceSpec `yaml:"loadBalance,omitempty"`
+	// Timeout bounds one exchange with a server, from connecting until the
+	// response body has been read, as a duration string ("30s", "500ms").
+	// Expiry before the response headers arrive is answered 504 with the
+	// result timeout; expiry while the body streams cuts the body. Empty or
+	// "0s" means no limit beyond the client's own. It is a context deadline
+	// on the real clock (Env.Clock cannot cancel a request in flight), and
+	// also the transport's ResponseHeaderTimeout.
+	Timeout time.Duration `yaml:"timeout,omitempty"`
+	// FailureCodes are response status codes that make the filter return
+	// the result failureCode (the response is kept, so a jumpIf may replace
+	// it or let it through). Each must be in 100..599. Empty means none.
+	FailureCodes []int `yaml:"failureCodes,omitempty"`
+	// ServerMaxBodySize is accepted for Easegress compatibility: the largest
+	// response body a filter may buffer, -1 for no limit, 0 for the default.
+	// Responses are always streamed for now, so it has no effect yet; values
+	// below -1 are errors.
+	ServerMaxBodySize int64 `yaml:"serverMaxBodySize,omitempty"`
+}
+
+// ServerSpec is one server of a pool.
+type ServerSpec struct {
+	// URL is the server's base URL: scheme http or https, a host (with an
+	// optional port) and an optional path prefix that is joined to every
+	// request's path. No query, fragment or credentials. Required.
+	URL string `yaml:"url"`
+	// Tags label the server for selection by later features (serverTags).
+	Tags []string `yaml:"tags,omitempty"`
+	// Weight is the server's share for weighted policies; 0 or more. The
+	// roundRobin and random policies ignore it.
+	Weight int `yaml:"weight,omitempty"`
+	// KeepHost sends the client's Host header to this server instead of
+	// the server's own host. Default false.
+	KeepHost bool `yaml:"keepHost,omitempty"`
+}
+
+// LoadBalanceSpec chooses how a pool spreads requests over its servers.
+type LoadBalanceSpec struct {
+	// Policy is roundRobin (the default when empty) or random.
+	Policy string `yaml:"policy,omitempty"`
+}
+
+// SetDefaults fills in the transport defaults, so that they show in
+// DefaultSpec and in round trips; zero values mean the same defaults.
+func (s *Spec) SetDefaults() {
+	s.MaxIdleConns = DefaultMaxIdleConns
+	s.MaxIdleConnsPerHost = DefaultMaxIdleConnsPerHost
+}
+
+// Validate checks s. Errors are *pipeline.FieldError values naming the field.
+func (s *Spec) Validate() error {
+	switch {
+	case s.MainPool != nil && len(s.Pools) > 0:
+		return pipeline.FieldErr("mainPool", fmt.Errorf("%w: set either mainPool (the v1 spelling) or pools, not both", ErrTooManyPools))
+	case s.MainPool == nil && len(s.Pools) == 0:
+		return pipeline.FieldErr("pools", fmt.Errorf("%w: a Proxy needs one pool with at least one server", ErrNoPool))
+	case len(s.Pools) > 1:
+		return pipeline.FieldErr("pools[1]", fmt.Errorf("%w (the main pool); pools with a request filter are not supported yet", ErrTooManyPools))
+	}
+	if s.MaxIdleConns < 0 {
+		return pipeline.FieldErr("maxIdleConns", fmt.Errorf("%w: must be 0 or more", ErrBadValue))
+	}
+	if s.MaxIdleConnsPerHost < 0 {
+		return pipeline.FieldErr("maxIdleConnsPerHost", fmt.Errorf("%w: must be 0 or more", ErrBadValue))
+	}
+	field, pool := s.mainPool()
+	return pool.validate(field)
+}
+
+// mainPool returns the main pool's spec and its field path.
+func (s *Spec) mainPool() (string, *PoolSpec) {
+	if s.MainPool != nil {
+		return "mainPool", s.MainPool
+	}
+	return "pools[0]", &s.Pools[0]
+}
+
+func (p *PoolSpec) validate(field string) error {
+	if len(p.Servers) == 0 {
+		return pipeline.FieldErr(field+".servers", fmt.Errorf("%w: a pool needs at least one server", ErrNoServer))
+	}
+	for i := range p.Servers {
+		if err := p.Servers[i].validate(field + ".servers[" + strconv.Itoa(i) + "]"); err != nil {
+			return err
+		}
+	}
+	switch p.LoadBalance.Policy {
+	case "", PolicyRoundRobin, PolicyRandom:
+	default:
+		return pipeline.FieldErr(field+".loadBalance.policy", fmt.Errorf("%w %q (want %s or %s)", ErrUnknownPolicy, p.LoadBalance.Policy, PolicyRoundRobin, PolicyRandom))
+	}
+	if p.Timeout < 0 {
+		return pipeline.FieldErr(field+".timeout", fmt.Errorf("%w: must not be negative", ErrBadValue))
+	}
+	for i, code := range p.FailureCodes {
+		if code < 100 || code > 599 {
+			return pipeline.FieldErr(field+".failureCodes["+strconv.Itoa(i)+"]", fmt.Errorf("%w: status code %d is not in 100..599", ErrBadValue, code))
+		}
+	}
+	if p.ServerMaxBodySize < -1 {
+		return pipeline.FieldErr(field+".serverMaxBodySize", fmt.Errorf("%w: must be -1 (no limit) or more", ErrBadValue))
+	}
+	return nil
+}
+
+func (s *ServerSpec) validate(field string) error {
+	if _, err := parseServerURL(s.URL); err != nil {
+		return pipeline.FieldErr(field+".url", err)
+	}
+	if s.Weight < 0 {
+		return pipeline.FieldErr(field+".weight", fmt.Errorf("%w: must be 0 or more", ErrBadValue))
+	}
+	return nil
+}
+
+// parseServerURL parses and checks a server URL. Its errors never echo the
+// URL's credentials.
+func parseServerURL(raw string) (*url.URL, error) {
+	if raw == "" {
+		return nil, fmt.Errorf("%w: required", ErrBadURL)
+	}
+	u, err := url.Parse(raw)
+	if err != nil {
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		return nil, fmt.Errorf("%w: %v", ErrBadURL, err)
+	}
+	switch {
+	case u.User != nil:
+		return nil, fmt.Errorf("%w: credentials in a server url are not supported", ErrBadURL)
+	case u.Scheme != "http" && u.Scheme != "https":
+		return nil, fmt.Errorf("%w %q: the scheme must be http or https", ErrBadURL, raw)
+	case u.Host == "" || u.Hostname() == "":
+		return nil, fmt.Errorf("%w %q: a host is required", ErrBadURL, raw)
+	case u.RawQuery != "" || u.ForceQuery || u.Fragment != "":
+		return nil, fmt.Errorf("%w %q: a query or fragment is not allowed", ErrBadURL, raw)
+	}
+	return u, nil
+}
