@@ -81,7 +81,9 @@ func TestControllerLifecycle(t *testing.T) {
 
 	// An update stops the old Run before the new one starts.
 	apply(t, g, "kind: Ticker\nname: t\nlabel: two\n")
-	waitFor(t, func() bool { return strings.Contains(log.String(), "run:two") && strings.Contains(log.String(), "close:one") })
+	waitFor(t, func() bool {
+		return strings.Contains(log.String(), "run:two") && strings.Contains(log.String(), "close:one")
+	})
 	if got := log.String(); strings.Index(got, "stop:one") > strings.Index(got, "run:two") {
 		t.Errorf("the new controller ran before the old one stopped: %s", got)
 	}
