@@ -5,7 +5,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"reflect"
-	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -265,13 +264,7 @@ func TestBadSpec(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := filtertest.Build(mock.Kind, tt.spec)
-			if err == nil {
-				t.Fatal("built a filter from a bad spec")
-			}
-			if !regexp.MustCompile(tt.want).MatchString(err.Error()) {
-				t.Errorf("error %q\ndoes not match %q", err, tt.want)
-			}
+			filtertest.ExpectBuildError(t, mock.Kind, tt.spec, tt.want)
 		})
 	}
 }
@@ -303,17 +296,8 @@ func TestYAMLRoundTrip(t *testing.T) {
 	if !strings.Contains(string(b), "delay: 1.5s") {
 		t.Errorf("delay is not written as a duration string:\n%s", b)
 	}
-	var out mock.Spec
-	if err := yaml.Unmarshal(b, &out); err != nil {
-		t.Fatal(err)
-	}
-	if !reflect.DeepEqual(in, out) {
-		t.Errorf("round trip changed the spec:\n got %+v\nwant %+v\nyaml:\n%s", out, in, b)
-	}
 	// The YAML a Go value encodes to builds: code and YAML take one path.
-	if _, err := filtertest.Build(mock.Kind, string(b)); err != nil {
-		t.Errorf("building from the encoded spec: %v\n%s", err, b)
-	}
+	filtertest.RoundTrip(t, mock.Kind, in)
 }
 
 func TestNewChecksSpec(t *testing.T) {

@@ -5,7 +5,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"reflect"
-	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -282,13 +281,7 @@ func TestBadSpec(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := filtertest.Build(requestadaptor.Kind, tt.spec)
-			if err == nil {
-				t.Fatal("built a filter from a bad spec")
-			}
-			if !regexp.MustCompile(tt.want).MatchString(err.Error()) {
-				t.Errorf("error %q\ndoes not match %q", err, tt.want)
-			}
+			filtertest.ExpectBuildError(t, requestadaptor.Kind, tt.spec, tt.want)
 		})
 	}
 }
@@ -308,20 +301,7 @@ func TestYAMLRoundTrip(t *testing.T) {
 		},
 		{Path: requestadaptor.PathSpec{RegexpReplace: requestadaptor.RegexpReplace{Regexp: "^/a/(.*)", Replace: "/b/$1"}}},
 	} {
-		b, err := yaml.Marshal(in)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var out requestadaptor.Spec
-		if err := yaml.Unmarshal(b, &out); err != nil {
-			t.Fatal(err)
-		}
-		if !reflect.DeepEqual(in, out) {
-			t.Errorf("round trip changed the spec:\n got %+v\nwant %+v\nyaml:\n%s", out, in, b)
-		}
-		if _, err := filtertest.Build(requestadaptor.Kind, string(b)); err != nil {
-			t.Errorf("building from the encoded spec: %v\n%s", err, b)
-		}
+		filtertest.RoundTrip(t, requestadaptor.Kind, in)
 	}
 	if b, _ := yaml.Marshal(requestadaptor.Spec{}); strings.TrimSpace(string(b)) != "{}" {
 		t.Errorf("zero spec encodes as %q, want {}", b)

@@ -5,12 +5,9 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"reflect"
-	"regexp"
 	"strings"
 	"sync"
 	"testing"
-
-	"gopkg.in/yaml.v3"
 
 	"github.com/sluicegw/sluice/filters/mock"
 	"github.com/sluicegw/sluice/filters/responseadaptor"
@@ -218,13 +215,7 @@ func TestBadSpec(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := filtertest.Build(responseadaptor.Kind, tt.spec)
-			if err == nil {
-				t.Fatal("built a filter from a bad spec")
-			}
-			if !regexp.MustCompile(tt.want).MatchString(err.Error()) {
-				t.Errorf("error %q\ndoes not match %q", err, tt.want)
-			}
+			filtertest.ExpectBuildError(t, responseadaptor.Kind, tt.spec, tt.want)
 		})
 	}
 }
@@ -238,18 +229,5 @@ func TestYAMLRoundTrip(t *testing.T) {
 		},
 		Body: "multi\nline\n",
 	}
-	b, err := yaml.Marshal(in)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out responseadaptor.Spec
-	if err := yaml.Unmarshal(b, &out); err != nil {
-		t.Fatal(err)
-	}
-	if !reflect.DeepEqual(in, out) {
-		t.Errorf("round trip changed the spec:\n got %+v\nwant %+v\nyaml:\n%s", out, in, b)
-	}
-	if _, err := filtertest.Build(responseadaptor.Kind, string(b)); err != nil {
-		t.Errorf("building from the encoded spec: %v\n%s", err, b)
-	}
+	filtertest.RoundTrip(t, responseadaptor.Kind, in)
 }

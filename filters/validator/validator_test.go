@@ -3,13 +3,9 @@ package validator_test
 import (
 	"net/http"
 	"net/http/httptest"
-	"reflect"
-	"regexp"
 	"strings"
 	"sync"
 	"testing"
-
-	"gopkg.in/yaml.v3"
 
 	"github.com/sluicegw/sluice/filters/validator"
 	"github.com/sluicegw/sluice/pipeline"
@@ -153,13 +149,7 @@ func TestBadSpec(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := filtertest.Build(validator.Kind, tt.spec)
-			if err == nil {
-				t.Fatal("built a filter from a bad spec")
-			}
-			if !regexp.MustCompile(tt.want).MatchString(err.Error()) {
-				t.Errorf("error %q\ndoes not match %q", err, tt.want)
-			}
+			filtertest.ExpectBuildError(t, validator.Kind, tt.spec, tt.want)
 		})
 	}
 }
@@ -170,18 +160,5 @@ func TestYAMLRoundTrip(t *testing.T) {
 		"X-Version":    {Regexp: "^v[0-9]+$"},
 		"X-Tenant":     {Values: []string{"root", "admin"}, Regexp: "^t-"},
 	}}
-	b, err := yaml.Marshal(in)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out validator.Spec
-	if err := yaml.Unmarshal(b, &out); err != nil {
-		t.Fatal(err)
-	}
-	if !reflect.DeepEqual(in, out) {
-		t.Errorf("round trip changed the spec:\n got %+v\nwant %+v\nyaml:\n%s", out, in, b)
-	}
-	if _, err := filtertest.Build(validator.Kind, string(b)); err != nil {
-		t.Errorf("building from the encoded spec: %v\n%s", err, b)
-	}
+	filtertest.RoundTrip(t, validator.Kind, in)
 }

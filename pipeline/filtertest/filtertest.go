@@ -19,9 +19,13 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"reflect"
+	"regexp"
 	"sync"
 	"testing"
 	"time"
+
+	"gopkg.in/yaml.v3"
 
 	"github.com/sluicegw/sluice/internal/clock"
 	"github.com/sluicegw/sluice/pipeline"
@@ -182,4 +186,37 @@ func (b *Backend) Requests() []Seen {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return append([]Seen(nil), b.seen...)
+}
+
+// ExpectBuildError builds a filter of kind from specYAML and fails the test
+// unless that fails with an error matching the regular expression pattern.
+func ExpectBuildError(t testing.TB, kind pipeline.Kind, specYAML, pattern string) {
+	t.Helper()
+	_, err := Build(kind, specYAML)
+	if err == nil {
+		t.Fatalf("built a %s filter from a bad spec:\n%s", kind.Name, specYAML)
+	}
+	if !regexp.MustCompile(pattern).MatchString(err.Error()) {
+		t.Errorf("error %q\ndoes not match %q", err, pattern)
+	}
+}
+
+// RoundTrip encodes spec as YAML, decodes it back into a new S, fails the
+// test unless the two are equal, and builds a filter of kind from the YAML.
+func RoundTrip[S any](t testing.TB, kind pipeline.Kind, spec S) {
+	t.Helper()
+	b, err := yaml.Marshal(spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out S
+	if err := yaml.Unmarshal(b, &out); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(spec, out) {
+		t.Errorf("round trip changed the spec:\n got %+v\nwant %+v\nyaml:\n%s", out, spec, b)
+	}
+	if _, err := Build(kind, string(b)); err != nil {
+		t.Errorf("building from the encoded spec: %v\n%s", err, b)
+	}
 }
