@@ -115,3 +115,46 @@ func TestDuplicateObjectKind(t *testing.T) {
 		t.Errorf("registering HTTPServer again: %v", err)
 	}
 }
+
+// statusPoller calls back into its gateway from Run, as a status reporter
+// does; updates, deletes and Shutdown must not deadlock on it.
+type statusPoller struct{ g *sluice.Gateway }
+
+func (c *statusPoller) Run(ctx context.Context) error {
+	for {
+		c.g.Status()
+		c.g.List("")
+		select {
+		case <-ctx.Done():
+			c.g.Status() // once more while being stopped
+			return nil
+		default:
+		}
+	}
+}
+
+func (c *statusPoller) Close() error { return nil }
+
+func TestControllerMayCallTheGateway(t *testing.T) {
+	kind := sluice.DefineObject("Poller", sluice.CategoryBusiness, func(env sluice.Env, s *tickerSpec) (sluice.Object, error) {
+		return &statusPoller{g: env.Gateway}, nil
+	})
+	for i := 0; i < 20; i++ {
+		g, err := sluice.New(sluice.WithObjectKinds(kind))
+		if err != nil {
+			t.Fatal(err)
+		}
+		apply(t, g, "kind: Poller\nname: p\nlabel: a\n")
+		if err := g.Start(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		apply(t, g, "kind: Poller\nname: p\nlabel: b\n")
+		if err := g.Delete(context.Background(), "Poller", "p"); err != nil {
+			t.Fatal(err)
+		}
+		apply(t, g, "kind: Poller\nname: p\nlabel: c\n")
+		if err := g.Shutdown(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+}

@@ -217,7 +217,7 @@ func (g *Gateway) changeLocked(ctx context.Context, specs []Spec, mode applyMode
 		if err != nil && !live {
 			for _, p := range todo {
 				if p.obj != nil {
-					g.closeObject(p.obj, true)
+					g.closeObject(p.obj, true, nil)
 				}
 			}
 		}
@@ -262,24 +262,25 @@ func (g *Gateway) changeLocked(ctx context.Context, specs []Spec, mode applyMode
 	// The swap: from here on nothing fails.
 	live = true
 	g.rev = max(g.rev, rev)
-	for _, p := range todo {
+	stopped := make([]<-chan struct{}, len(todo))
+	for i, p := range todo {
 		e := &entry{kind: p.kind, spec: p.spec, obj: p.obj, rev: rev}
 		g.objects[p.spec.Name] = e
 		g.publish(p.spec.Name, p.obj)
 		if p.prev != nil {
-			g.stopController(p.prev)
+			stopped[i] = g.cancelController(p.prev)
 		}
 	}
-	for _, p := range todo {
+	for i, p := range todo {
 		e := g.objects[p.spec.Name]
 		if g.started {
 			if gt, ok := e.obj.(Gate); ok {
 				gt.Serve()
 			}
-			g.startController(e)
+			g.startController(e, stopped[i])
 		}
 		if p.prev != nil {
-			g.closeObject(p.prev.obj, false)
+			g.closeObject(p.prev.obj, false, stopped[i])
 		}
 	}
 	return rev, nil
@@ -331,8 +332,7 @@ func (g *Gateway) Delete(ctx context.Context, kind, name string) error {
 func (g *Gateway) removeLocked(name string, e *entry) {
 	delete(g.objects, name)
 	g.publish(name, nil)
-	g.stopController(e)
-	g.closeObject(e.obj, false)
+	g.closeObject(e.obj, false, g.cancelController(e))
 }
 
 // Get returns the spec of the object of that kind (or any kind, if kind is
@@ -373,7 +373,8 @@ type ObjectStatus struct {
 	Kind     string `json:"kind" yaml:"kind"`
 	Name     string `json:"name" yaml:"name"`
 	Revision int64  `json:"revision" yaml:"revision"`
-	// Status is what the object's Status method reports, if it has one.
+	// Status is what the object's Status method reports, if it has one:
+	// a pipeline.Status for a Pipeline, a gate.Status for an HTTPServer.
 	Status any `json:"status,omitempty" yaml:"status,omitempty"`
 	// Error is the error a controller's Run returned, if it stopped.
 	Error string `json:"error,omitempty" yaml:"error,omitempty"`
@@ -436,7 +437,7 @@ func (g *Gateway) Start(ctx context.Context) error {
 		gt.Serve()
 	}
 	for _, e := range entries {
-		g.startController(e)
+		g.startController(e, nil)
 	}
 	watch, err := g.store.Watch(g.runCtx, g.rev)
 	if err != nil {
@@ -464,7 +465,10 @@ func (g *Gateway) sortedEntries(desc bool) []*entry {
 	return out
 }
 
-func (g *Gateway) startController(e *entry) {
+// startController runs e's Run in its own goroutine, once after is closed
+// (the Run of the controller it replaces has returned). Nothing waits for
+// a Run while holding the gateway's lock, so Run may call the gateway.
+func (g *Gateway) startController(e *entry, after <-chan struct{}) {
 	c, ok := e.obj.(Controller)
 	if !ok || !g.started {
 		return
@@ -476,6 +480,13 @@ func (g *Gateway) startController(e *entry) {
 	go func() {
 		defer g.bg.Done()
 		defer close(run.done)
+		if after != nil {
+			select {
+			case <-after:
+			case <-ctx.Done():
+				return
+			}
+		}
 		if err := c.Run(ctx); err != nil && ctx.Err() == nil {
 			run.err.Store(&err)
 			g.s.logger.Error("controller stopped", "object", e.spec.Name, "kind", e.kind.Kind, "error", err)
@@ -483,18 +494,20 @@ func (g *Gateway) startController(e *entry) {
 	}()
 }
 
-func (g *Gateway) stopController(e *entry) {
+// cancelController cancels e's Run and returns a channel closed when it has
+// returned (nil if e is not running).
+func (g *Gateway) cancelController(e *entry) <-chan struct{} {
 	if e.run == nil {
-		return
+		return nil
 	}
 	e.run.cancel()
-	<-e.run.done
+	return e.run.done
 }
 
-// closeObject closes a replaced or deleted object once its requests have
-// finished, in the background. now closes an object that never went live,
-// at once.
-func (g *Gateway) closeObject(obj Object, now bool) {
+// closeObject closes a replaced or deleted object in the background, once
+// after is closed (its controller Run has returned) and its requests have
+// finished. now closes an object that never went live, at once.
+func (g *Gateway) closeObject(obj Object, now bool, after <-chan struct{}) {
 	closeIt := func() {
 		var err error
 		if sh, ok := obj.(interface{ Shutdown(context.Context) error }); ok {
@@ -518,6 +531,9 @@ func (g *Gateway) closeObject(obj Object, now bool) {
 	g.bg.Add(1)
 	go func() {
 		defer g.bg.Done()
+		if after != nil {
+			<-after
+		}
 		closeIt()
 	}()
 }
@@ -593,13 +609,27 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 	}
 	g.closed = true
 	entries := g.sortedEntries(true)
+	var stopped []<-chan struct{}
 	for _, e := range entries {
-		g.stopController(e)
+		if done := g.cancelController(e); done != nil {
+			stopped = append(stopped, done)
+		}
 	}
 	if g.cancel != nil {
 		g.cancel()
 	}
+	g.mu.Unlock()
+	// Controllers stop before the objects they use are closed. They may
+	// call the gateway while they stop, so the lock is not held here;
+	// closed keeps every change out.
 	var errs []error
+	for _, done := range stopped {
+		select {
+		case <-done:
+		case <-ctx.Done():
+		}
+	}
+	g.mu.Lock()
 	for _, e := range entries {
 		if sh, ok := e.obj.(interface{ Shutdown(context.Context) error }); ok {
 			if err := sh.Shutdown(ctx); err != nil {

@@ -162,6 +162,12 @@ type ObjectKind struct {
 	Build func(env Env, spec Spec) (Object, error)
 }
 
+// WithDescription returns k with its description set.
+func (k ObjectKind) WithDescription(d string) ObjectKind {
+	k.Description = d
+	return k
+}
+
 // Env is what an object kind's Build gets from its Gateway.
 type Env struct {
 	Logger *slog.Logger
@@ -169,7 +175,8 @@ type Env struct {
 	// Name is the object's name.
 	Name string
 	// Gateway is the gateway building the object. Build must not call its
-	// Apply or Delete (they would deadlock); Run may.
+	// Apply or Delete (they would deadlock); a controller's Run may call
+	// any of its methods, also while it is being stopped.
 	Gateway *Gateway
 }
 
