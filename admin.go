@@ -34,7 +34,7 @@ const maxAdminBody = 8 << 20
 //	GET    /apis/v2/status/objects[/{name}] runtime status
 //
 // Responses are JSON, or YAML when the request asks for it with
-// "Accept: application/yaml" or "?format=yaml". Errors are
+// "Accept: application/yaml" or "?format=yaml". Errors are always JSON,
 // {"code": N, "message": "..."}: 400 for a bad spec (the message names kind,
 // name, field and line), 404 for a missing object, 409 for a name taken.
 //
@@ -270,6 +270,11 @@ func writeOut(w http.ResponseWriter, r *http.Request, code int, v any) {
 	w.Write(append(b, '\n'))
 }
 
-func writeError(w http.ResponseWriter, r *http.Request, code int, msg string) {
-	writeOut(w, r, code, map[string]any{"code": code, "message": msg})
+// writeError answers with a JSON error whatever format was asked for, so
+// that every client can read the message.
+func writeError(w http.ResponseWriter, _ *http.Request, code int, msg string) {
+	b, _ := json.Marshal(map[string]any{"code": code, "message": msg})
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	w.Write(append(b, '\n'))
 }
