@@ -49,27 +49,53 @@ func (c *cli) writeCommand(name, method, verb, short, long string) *command {
 		short: short,
 		long:  long,
 		setup: func(c *cli, fs *flag.FlagSet) action {
-			cf := addClientFlags(fs, "table (a line per object, the default), yaml or json")
-			file := fs.String("f", "", "YAML `file` of the objects; - reads stdin")
-			return func(args []string) error {
-				if len(args) > 0 {
-					return usagef("unexpected argument %q", args[0])
-				}
-				if *file == "" {
-					return usagef("-f is required")
-				}
-				api, err := cf.client(c, fs, formatTable, formatYAML, formatJSON)
-				if err != nil {
-					return err
-				}
-				defer api.close()
-				body, err := c.readFile(*file)
-				if err != nil {
-					return err
-				}
-				return c.write(api, cf.output, method, "/objects", body, verb)
-			}
+			return fileAction(c, fs, "YAML `file` of the objects; - reads stdin",
+				func(api *apiClient, output, _ string, body []byte) error {
+					return c.write(api, output, method, "/objects", body, verb)
+				})
 		},
+	}
+}
+
+// apiAction is the action of a command that takes no argument and talks
+// to the admin API.
+func apiAction(c *cli, fs *flag.FlagSet, outputUsage string, run func(api *apiClient, output string) error) action {
+	cf := addClientFlags(fs, outputUsage)
+	return func(args []string) error {
+		if len(args) > 0 {
+			return usagef("unexpected argument %q", args[0])
+		}
+		api, err := cf.client(c, fs, formatTable, formatYAML, formatJSON)
+		if err != nil {
+			return err
+		}
+		defer api.close()
+		return run(api, cf.output)
+	}
+}
+
+// fileAction is the action of a command that sends a -f file to the admin
+// API: it parses the flags, reads the file and calls run.
+func fileAction(c *cli, fs *flag.FlagSet, fileUsage string, run func(api *apiClient, output, file string, body []byte) error) action {
+	cf := addClientFlags(fs, "table (a line per object, the default), yaml or json")
+	file := fs.String("f", "", fileUsage)
+	return func(args []string) error {
+		if len(args) > 0 {
+			return usagef("unexpected argument %q", args[0])
+		}
+		if *file == "" {
+			return usagef("-f is required")
+		}
+		api, err := cf.client(c, fs, formatTable, formatYAML, formatJSON)
+		if err != nil {
+			return err
+		}
+		defer api.close()
+		body, err := c.readFile(*file)
+		if err != nil {
+			return err
+		}
+		return run(api, cf.output, *file, body)
 	}
 }
 
@@ -130,33 +156,17 @@ func (c *cli) updateCommand() *command {
 		args:  "-f FILE|- [flags]",
 		short: "Update one existing object from a file.",
 		setup: func(c *cli, fs *flag.FlagSet) action {
-			cf := addClientFlags(fs, "table (a line per object, the default), yaml or json")
-			file := fs.String("f", "", "YAML `file` holding the object; - reads stdin")
-			return func(args []string) error {
-				if len(args) > 0 {
-					return usagef("unexpected argument %q", args[0])
-				}
-				if *file == "" {
-					return usagef("-f is required")
-				}
-				api, err := cf.client(c, fs, formatTable, formatYAML, formatJSON)
-				if err != nil {
-					return err
-				}
-				defer api.close()
-				body, err := c.readFile(*file)
-				if err != nil {
-					return err
-				}
-				specs, err := sluice.ParseSpecs(bytes.NewReader(body))
-				if err != nil {
-					return fmt.Errorf("%s: %w", displayName(*file), err)
-				}
-				if len(specs) != 1 {
-					return fmt.Errorf("%s: update takes exactly one object, the file holds %d (use object apply for several)", displayName(*file), len(specs))
-				}
-				return c.write(api, cf.output, http.MethodPut, objectPath("/objects", specs[0].Name), body, "updated")
-			}
+			return fileAction(c, fs, "YAML `file` holding the object; - reads stdin",
+				func(api *apiClient, output, file string, body []byte) error {
+					specs, err := sluice.ParseSpecs(bytes.NewReader(body))
+					if err != nil {
+						return fmt.Errorf("%s: %w", displayName(file), err)
+					}
+					if len(specs) != 1 {
+						return fmt.Errorf("%s: update takes exactly one object, the file holds %d (use object apply for several)", displayName(file), len(specs))
+					}
+					return c.write(api, output, http.MethodPut, objectPath("/objects", specs[0].Name), body, "updated")
+				})
 		},
 	}
 }
@@ -367,17 +377,8 @@ func (c *cli) kindsCommand() *command {
 		args:  "[flags]",
 		short: "List the object kinds and the filter kinds.",
 		setup: func(c *cli, fs *flag.FlagSet) action {
-			cf := addClientFlags(fs, "table (the default), yaml or json")
-			return func(args []string) error {
-				if len(args) > 0 {
-					return usagef("unexpected argument %q", args[0])
-				}
-				api, err := cf.client(c, fs, formatTable, formatYAML, formatJSON)
-				if err != nil {
-					return err
-				}
-				defer api.close()
-				asYAML := cf.output == formatYAML
+			return apiAction(c, fs, "table (the default), yaml or json", func(api *apiClient, output string) error {
+				asYAML := output == formatYAML
 				objects, err := api.call(http.MethodGet, "/object-kinds", nil, nil, asYAML)
 				if err != nil {
 					return err
@@ -386,7 +387,7 @@ func (c *cli) kindsCommand() *command {
 				if err != nil {
 					return err
 				}
-				switch cf.output {
+				switch output {
 				case formatYAML:
 					var b bytes.Buffer
 					b.WriteString("objectKinds:\n")
@@ -423,7 +424,7 @@ func (c *cli) kindsCommand() *command {
 					rows[i] = []string{k.Kind, strings.Join(k.Results, ","), k.Description}
 				}
 				return c.table([]string{"FILTER KIND", "RESULTS", "DESCRIPTION"}, rows)
-			}
+			})
 		},
 	}
 }
@@ -485,21 +486,12 @@ func (c *cli) healthCommand() *command {
 		args:  "[flags]",
 		short: "Check that the admin API answers; exit 0 if it is healthy.",
 		setup: func(c *cli, fs *flag.FlagSet) action {
-			cf := addClientFlags(fs, "table (the default), yaml or json")
-			return func(args []string) error {
-				if len(args) > 0 {
-					return usagef("unexpected argument %q", args[0])
-				}
-				api, err := cf.client(c, fs, formatTable, formatYAML, formatJSON)
+			return apiAction(c, fs, "table (the default), yaml or json", func(api *apiClient, output string) error {
+				data, err := api.call(http.MethodGet, "/healthz", nil, nil, output == formatYAML)
 				if err != nil {
 					return err
 				}
-				defer api.close()
-				data, err := api.call(http.MethodGet, "/healthz", nil, nil, cf.output == formatYAML)
-				if err != nil {
-					return err
-				}
-				if cf.output != formatTable {
+				if output != formatTable {
 					return c.print(data)
 				}
 				var h struct {
@@ -513,7 +505,7 @@ func (c *cli) healthCommand() *command {
 				}
 				fmt.Fprintln(c.stdout, h.Status)
 				return nil
-			}
+			})
 		},
 	}
 }
