@@ -47,9 +47,11 @@ func (g *Gateway) buildPipeline(env Env, spec Spec) (Object, error) {
 	}
 	ps.Name = spec.Name
 	p, err := pipeline.New(ps, g.filters, pipeline.Env{
-		Logger:    g.s.logger,
-		Clock:     g.s.clock,
-		Transport: g.s.transport,
+		Logger:         g.s.logger,
+		Clock:          g.s.clock,
+		Transport:      g.s.transport,
+		TracerProvider: g.s.tracer,
+		MeterProvider:  g.s.meter,
 	})
 	if err != nil {
 		return nil, err

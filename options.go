@@ -6,6 +6,9 @@ import (
 	"net/http"
 	"time"
 
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/sluicegw/sluice/internal/clock"
 	"github.com/sluicegw/sluice/pipeline"
 )
@@ -23,6 +26,8 @@ type settings struct {
 	adminToken   string
 	drainTimeout time.Duration
 	builtins     bool
+	tracer       trace.TracerProvider
+	meter        metric.MeterProvider
 }
 
 func defaultSettings() settings {
@@ -110,4 +115,16 @@ func WithDrainTimeout(d time.Duration) Option {
 		s.drainTimeout = d
 		return nil
 	}
+}
+
+// WithTracerProvider traces requests with tp: a span per request in each
+// pipeline and a child span per filter step. Default: none, at no cost.
+func WithTracerProvider(tp trace.TracerProvider) Option {
+	return func(s *settings) error { s.tracer = tp; return nil }
+}
+
+// WithMeterProvider records metrics with mp: each pipeline's requests,
+// server errors and durations. Default: none.
+func WithMeterProvider(mp metric.MeterProvider) Option {
+	return func(s *settings) error { s.meter = mp; return nil }
 }

@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"reflect"
 	"strconv"
-	"time"
 )
 
 // PrimaryNamespace is the namespace of the request the client sent and of
@@ -39,9 +38,12 @@ type Context struct {
 	values   []keyValue
 	finish   []func(*Context)
 	logger   *slog.Logger
-	start    time.Time
 	finished bool
 }
+
+// discardLogger is the logger of a Context outside a pipeline. It is never
+// changed.
+var discardLogger = slog.New(slog.DiscardHandler)
 
 // NewContext returns a Context for r outside a pipeline's pool: for tests
 // and for programs that run a Pipeline with Run.
@@ -64,10 +66,9 @@ func (c *Context) reset(r *http.Request, logger *slog.Logger) {
 	clear(c.finish)
 	c.finish = c.finish[:0]
 	if logger == nil {
-		logger = slog.New(slog.DiscardHandler)
+		logger = discardLogger
 	}
 	c.logger = logger
-	c.start = time.Time{}
 	c.finished = false
 }
 
@@ -249,6 +250,3 @@ func (c *Context) Finish() {
 		}()
 	}
 }
-
-// Started returns when the pipeline began handling the request.
-func (c *Context) Started() time.Time { return c.start }

@@ -4,6 +4,9 @@ import (
 	"log/slog"
 	"net/http"
 
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/sluicegw/sluice/internal/clock"
 )
 
@@ -25,6 +28,13 @@ type Env struct {
 	// Transport, when set, is the round tripper filters use for upstream
 	// calls instead of building their own (tests, custom dialers).
 	Transport http.RoundTripper
+	// TracerProvider, when set, traces every request: a span for the
+	// pipeline, with a child span for each filter step. Nil traces nothing
+	// and costs nothing.
+	TracerProvider trace.TracerProvider
+	// MeterProvider, when set, records each pipeline's request count,
+	// server-error count and duration. Nil records nothing.
+	MeterProvider metric.MeterProvider
 	// Pipeline is the name of the pipeline being built.
 	Pipeline string
 	// Name is the filter's own name.
