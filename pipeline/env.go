@@ -35,6 +35,9 @@ type Env struct {
 	// MeterProvider, when set, records each pipeline's request count,
 	// server-error count and duration. Nil records nothing.
 	MeterProvider metric.MeterProvider
+	// Policies are the pipeline's resilience policies, built before its
+	// filters; find one with Lookup.
+	Policies Policies
 	// Pipeline is the name of the pipeline being built.
 	Pipeline string
 	// Name is the filter's own name.

@@ -21,6 +21,10 @@ var (
 	ErrUndeclaredResult = errors.New("result not declared by the filter kind")
 	// ErrBackwardJump: a jumpIf target is not a later step.
 	ErrBackwardJump = errors.New("jump target is not a later step")
+	// ErrUnknownPolicy: a filter names a policy the pipeline does not define.
+	ErrUnknownPolicy = errors.New("unknown policy")
+	// ErrUnknownPolicyKind: a policy's kind is not in the registry.
+	ErrUnknownPolicyKind = errors.New("unknown policy kind")
 	// ErrUnknownField: a spec has a key its type does not have.
 	ErrUnknownField = yamlx.ErrUnknownField
 )

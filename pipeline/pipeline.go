@@ -19,13 +19,14 @@ import (
 // concurrently; a new configuration is a new Pipeline that inherits from the
 // old one, never a mutation.
 type Pipeline struct {
-	name    string
-	steps   []step
-	filters []built
-	logger  *slog.Logger
-	clock   Clock
-	tel     telemetry
-	pool    sync.Pool
+	name     string
+	steps    []step
+	filters  []built
+	policies Policies
+	logger   *slog.Logger
+	clock    Clock
+	tel      telemetry
+	pool     sync.Pool
 
 	inflight  atomic.Int64
 	closing   atomic.Bool
@@ -85,6 +86,11 @@ func build(spec Spec, reg *Registry, env Env) (_ *Pipeline, err error) {
 		}
 	}()
 
+	if p.policies, err = buildPolicies(spec.Resilience, reg, env); err != nil {
+		return nil, err
+	}
+	env.Policies = p.policies
+
 	byName := map[string]int{}
 	for i, fs := range spec.Filters {
 		field := "filters[" + strconv.Itoa(i) + "]"
@@ -103,7 +109,7 @@ func build(spec Spec, reg *Registry, env Env) (_ *Pipeline, err error) {
 		fenv.Logger = logger.With("filter", fs.Name)
 		f, err := kind.Build(fenv, fs.Spec)
 		if err != nil {
-			return nil, filterErr(field, fs, err)
+			return nil, filterErr(field, "filter", fs, err)
 		}
 		byName[fs.Name] = len(p.filters)
 		p.filters = append(p.filters, built{name: fs.Name, kind: kind, filter: f})
@@ -168,18 +174,20 @@ func build(spec Spec, reg *Registry, env Env) (_ *Pipeline, err error) {
 	return p, nil
 }
 
-func filterErr(field string, fs FilterSpec, err error) error {
+// filterErr places a filter's (or policy's) build error at its field in
+// the pipeline spec, naming what failed: `filter "auth" (Validator)`.
+func filterErr(field, what string, fs FilterSpec, err error) error {
 	var fe *FieldError
 	if errors.As(err, &fe) {
 		c := *fe
 		c.Field = field + pathSep(fe.Field) + fe.Field
-		c.Err = fmt.Errorf("filter %q (%s): %w", fs.Name, fs.Kind, fe.Err)
+		c.Err = fmt.Errorf("%s %q (%s): %w", what, fs.Name, fs.Kind, fe.Err)
 		if c.Line == 0 {
 			c.Line = fs.line
 		}
 		return &c
 	}
-	return &FieldError{Field: field, Line: fs.line, Err: fmt.Errorf("filter %q (%s): %w", fs.Name, fs.Kind, err)}
+	return &FieldError{Field: field, Line: fs.line, Err: fmt.Errorf("%s %q (%s): %w", what, fs.Name, fs.Kind, err)}
 }
 
 func pathSep(p string) string {
@@ -191,6 +199,9 @@ func pathSep(p string) string {
 
 // Name returns the pipeline's name.
 func (p *Pipeline) Name() string { return p.name }
+
+// Policies returns the pipeline's resilience policies.
+func (p *Pipeline) Policies() Policies { return p.policies }
 
 // Filter returns the built filter called name.
 func (p *Pipeline) Filter(name string) (Filter, bool) {
@@ -362,6 +373,9 @@ func (p *Pipeline) Inherit(prev *Pipeline) error {
 	if prev == nil {
 		return nil
 	}
+	if err := p.policies.inherit(prev.policies); err != nil {
+		return fmt.Errorf("pipeline %q: %w", p.name, err)
+	}
 	for _, b := range p.filters {
 		inh, ok := b.filter.(Inheritor)
 		if !ok {
@@ -406,6 +420,9 @@ func (p *Pipeline) closeFilters() {
 					p.logger.Warn("closing filter", "filter", b.name, "error", err)
 				}
 			}
+		}
+		for _, err := range p.policies.close() {
+			p.logger.Warn("closing policy", "error", err)
 		}
 	})
 }

@@ -373,3 +373,97 @@ func (t *trailerReader) Read(p []byte) (int, error) {
 	}
 	return n, err
 }
+
+// counterPolicy is a test policy: a counter that a reload keeps when the
+// policy's spec is unchanged.
+type counterPolicy struct {
+	n     *atomic.Int64
+	limit int
+}
+
+func (c *counterPolicy) Inherit(prev any) error {
+	c.n = prev.(*counterPolicy).n
+	return nil
+}
+
+type counterSpec struct {
+	Limit int `yaml:"limit"`
+}
+
+type usesPolicySpec struct {
+	Policy string `yaml:"policy"`
+}
+
+func TestPolicies(t *testing.T) {
+	reg := registry(t)
+	err := reg.RegisterPolicies(pipeline.PolicyKind{Name: "Counter", Build: func(env pipeline.Env, raw pipeline.Raw) (any, error) {
+		var s counterSpec
+		if err := pipeline.DecodeSpec(raw, &s); err != nil {
+			return nil, err
+		}
+		return &counterPolicy{n: new(atomic.Int64), limit: s.Limit}, nil
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg.Register(pipeline.Define("UsesPolicy", nil, func(env pipeline.Env, s *usesPolicySpec) (pipeline.Filter, error) {
+		c, err := pipeline.Lookup[*counterPolicy](env.Policies, s.Policy, "Counter")
+		if err != nil {
+			return nil, pipeline.FieldErr("policy", err)
+		}
+		return pipeline.FilterFunc(func(ctx *pipeline.Context) pipeline.Result {
+			c.n.Add(1)
+			return pipeline.Continue
+		}), nil
+	}))
+	buildP := func(y string) (*pipeline.Pipeline, error) {
+		raw, _ := pipeline.ParseRaw([]byte(y))
+		var spec pipeline.Spec
+		if err := raw.Decode(&spec); err != nil {
+			return nil, err
+		}
+		return pipeline.New(spec, reg, pipeline.Env{})
+	}
+	const y = "resilience:\n  - {name: c, kind: Counter, limit: 1}\nfilters:\n  - {name: u, kind: UsesPolicy, policy: c}\n"
+	p1, err := buildP(y)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p1.Close()
+	serve(p1)
+	serve(p1)
+	same, _ := buildP(y + "  - {name: v, kind: UsesPolicy, policy: c}\n")
+	defer same.Close()
+	same.Inherit(p1)
+	serve(same)
+	if c := count(t, same); c != 4 {
+		t.Errorf("unchanged policy: count %d after inherit, want 4 (2 + 2)", c)
+	}
+	changed, _ := buildP(strings.Replace(y, "limit: 1", "limit: 2", 1))
+	defer changed.Close()
+	changed.Inherit(p1)
+	serve(changed)
+	if c := count(t, changed); c != 1 {
+		t.Errorf("changed policy inherited: count %d, want 1", c)
+	}
+
+	for _, bad := range []struct{ y, want string }{
+		{"filters:\n  - {name: u, kind: UsesPolicy, policy: nope}\n", `field "filters[0].policy"`},
+		{"resilience:\n  - {name: c, kind: Nope}\nfilters: []\n", `field "resilience[0].kind"`},
+		{"resilience:\n  - {name: c, kind: Counter, limt: 1}\nfilters: []\n", `field "resilience[0].limt"`},
+		{"resilience:\n  - {name: c, kind: Counter}\n  - {name: c, kind: Counter}\nfilters: []\n", `field "resilience[1].name"`},
+	} {
+		if _, err := buildP(bad.y); err == nil || !strings.Contains(err.Error(), bad.want) {
+			t.Errorf("%q: got %v, want %s", bad.y, err, bad.want)
+		}
+	}
+}
+
+func count(t *testing.T, p *pipeline.Pipeline) int64 {
+	t.Helper()
+	c, err := pipeline.Lookup[*counterPolicy](p.Policies(), "c", "Counter")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c.n.Load()
+}

@@ -10,8 +10,9 @@ import (
 // pipelines (a Gateway has one); there is no global registry. A Registry is
 // safe for concurrent use.
 type Registry struct {
-	mu    sync.RWMutex
-	kinds map[string]Kind
+	mu       sync.RWMutex
+	kinds    map[string]Kind
+	policies map[string]PolicyKind
 }
 
 // NewRegistry returns a registry holding kinds. A duplicate name is an error.
@@ -68,6 +69,50 @@ func (r *Registry) Kinds() []Kind {
 	defer r.mu.RUnlock()
 	out := make([]Kind, 0, len(r.kinds))
 	for _, k := range r.kinds {
+		out = append(out, k)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+// RegisterPolicies adds policy kinds. It adds none of them if any is
+// invalid or already there.
+func (r *Registry) RegisterPolicies(kinds ...PolicyKind) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.policies == nil {
+		r.policies = map[string]PolicyKind{}
+	}
+	seen := map[string]bool{}
+	for _, k := range kinds {
+		if k.Name == "" || k.Build == nil {
+			return fmt.Errorf("policy kind %q: needs a name and a Build function", k.Name)
+		}
+		if _, ok := r.policies[k.Name]; ok || seen[k.Name] {
+			return fmt.Errorf("%w: policy kind %q", ErrDuplicateKind, k.Name)
+		}
+		seen[k.Name] = true
+	}
+	for _, k := range kinds {
+		r.policies[k.Name] = k
+	}
+	return nil
+}
+
+// PolicyKind returns the policy kind called name.
+func (r *Registry) PolicyKind(name string) (PolicyKind, bool) {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	k, ok := r.policies[name]
+	return k, ok
+}
+
+// PolicyKinds returns every policy kind, sorted by name.
+func (r *Registry) PolicyKinds() []PolicyKind {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	out := make([]PolicyKind, 0, len(r.policies))
+	for _, k := range r.policies {
 		out = append(out, k)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })

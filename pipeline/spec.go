@@ -28,7 +28,14 @@ type Spec struct {
 	Flow []Step `yaml:"flow,omitempty"`
 	// Filters defines the filters the flow refers to.
 	Filters []FilterSpec `yaml:"filters"`
+	// Resilience defines named policies (CircuitBreaker, Retry, ...) that
+	// filters refer to by name, e.g. a Proxy pool's circuitBreakerPolicy.
+	Resilience []PolicySpec `yaml:"resilience,omitempty"`
 }
+
+// PolicySpec is one policy's definition: name, kind and the kind's own
+// fields inline, like a filter's.
+type PolicySpec = FilterSpec
 
 // Step is one step of a flow.
 type Step struct {
