@@ -2,6 +2,7 @@
 // its own subpackage (filters/proxy, filters/validator, ...), which a
 // program may also import alone to use the kind with its own registry.
 //
+//	Fallback         answers with a fixed response on a jump         results: none
 //	Mock             answers with a canned response per rule      results: mocked
 //	Proxy            forwards to a pool of backend servers        results: internalError clientError serverError failureCode timeout
 //	RequestAdaptor   rewrites method, host, path, headers, body   results: none
@@ -10,6 +11,7 @@
 package filters
 
 import (
+	"github.com/sluicegw/sluice/filters/fallback"
 	"github.com/sluicegw/sluice/filters/mock"
 	"github.com/sluicegw/sluice/filters/proxy"
 	"github.com/sluicegw/sluice/filters/requestadaptor"
@@ -21,6 +23,7 @@ import (
 // Builtin returns every built-in filter kind.
 func Builtin() []pipeline.Kind {
 	return []pipeline.Kind{
+		fallback.Kind,
 		mock.Kind,
 		proxy.Kind,
 		requestadaptor.Kind,
