@@ -110,9 +110,19 @@ type pipelineSlot struct {
 }
 
 func (s *pipelineSlot) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if p := s.p.Load(); p != nil {
-		p.ServeHTTP(w, r)
-		return
+	for {
+		p := s.p.Load()
+		if p == nil {
+			break
+		}
+		if p.TryServeHTTP(w, r) {
+			return
+		}
+		// p is shutting down: it was replaced (serve with its successor)
+		// or the gateway is closing (answer 503).
+		if s.p.Load() == p {
+			break
+		}
 	}
 	http.Error(w, "service unavailable: no pipeline", http.StatusServiceUnavailable)
 }

@@ -263,6 +263,26 @@ func (p *Pipeline) Run(c *Context) Result {
 // recovered, logged with its stack, counted, and answered with 500.
 func (p *Pipeline) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	p.inflight.Add(1)
+	p.serve(w, r)
+}
+
+// TryServeHTTP serves r as ServeHTTP does, unless the pipeline has begun to
+// shut down: then it returns false without touching w or r, so that the
+// caller can serve r with the pipeline's successor. A request it accepts
+// counts as in flight before the shutdown can see it, so the filters are
+// never closed under it.
+func (p *Pipeline) TryServeHTTP(w http.ResponseWriter, r *http.Request) bool {
+	p.inflight.Add(1)
+	if p.closing.Load() {
+		p.done()
+		return false
+	}
+	p.serve(w, r)
+	return true
+}
+
+// serve handles a request already counted in flight.
+func (p *Pipeline) serve(w http.ResponseWriter, r *http.Request) {
 	defer p.done()
 	p.requests.Add(1)
 	var start time.Time
@@ -290,13 +310,15 @@ func (p *Pipeline) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			if !wrote {
 				http.Error(w, "internal error", http.StatusInternalServerError)
 			}
+		} else if !wrote {
+			http.Error(w, "internal error", http.StatusInternalServerError)
 		}
 		p.release(c)
 	}()
 	p.Run(c)
 	resp := c.ex[0].resp
-	wrote = true
 	if resp == nil {
+		wrote = true
 		code = http.StatusOK
 		w.Header().Set("Content-Length", "0")
 		w.WriteHeader(code)
@@ -305,10 +327,28 @@ func (p *Pipeline) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if code = resp.StatusCode; code == 0 {
 		code = http.StatusOK
 	}
-	if err := WriteResponse(w, resp); err != nil {
+	if !finalStatus(code) {
+		p.logger.Error("a filter set a response status that is not a final status", "status", code)
+		code = http.StatusInternalServerError
+		return // the deferred handler answers 500
+	}
+	wrote = true
+	err := WriteResponse(w, resp)
+	var re *httpx.ReadError
+	if errors.As(err, &re) {
+		// The body failed after the status went out: abort the response so
+		// that the client sees a broken stream, not a complete one.
+		c.logger.Warn("response body failed mid-stream", "error", re.Err)
+		panic(http.ErrAbortHandler)
+	}
+	if err != nil {
 		c.logger.Debug("writing response", "error", err)
 	}
 }
+
+// finalStatus reports whether code can end an exchange: 1xx are interim
+// responses, and net/http panics on codes outside 100-999.
+func finalStatus(code int) bool { return code >= 200 && code <= 999 }
 
 func (p *Pipeline) release(c *Context) {
 	c.cur = 0

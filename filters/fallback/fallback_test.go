@@ -46,7 +46,7 @@ func (c closer) Close() error { *c.closed = true; return nil }
 
 func TestFallbackBadSpecs(t *testing.T) {
 	for _, tt := range []struct{ name, spec, want string }{
-		{"code", "mockCode: 1000\n", `^line 1: field "mockCode": must be between 100 and 599`},
+		{"code", "mockCode: 1000\n", `^line 1: field "mockCode": must be between 200 and 599`},
 		{"body on 204", "mockCode: 204\nmockBody: x\n", `^line 2: field "mockBody": a 204 response cannot have a body`},
 		{"header", "mockHeaders:\n  'X A': v\n", `^line 2: field "mockHeaders.X A"`},
 		{"unknown", "mockCod: 200\n", `^line 1: field "mockCod": unknown field`},

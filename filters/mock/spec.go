@@ -41,8 +41,8 @@ type Rule struct {
 	// PathPrefix is the Easegress v1 spelling of Match.PathPrefix. Setting
 	// both is an error.
 	PathPrefix string `yaml:"pathPrefix,omitempty"`
-	// Code is the response status, 100 to 599; 0 means 200. Codes that
-	// forbid a body (1xx, 204, 304) require an empty Body.
+	// Code is the response status, 200 to 599; 0 means 200. Codes that
+	// forbid a body (204, 304) require an empty Body.
 	Code int `yaml:"code,omitempty"`
 	// Headers are set on the response, one value per name. Content-Length
 	// is computed from Body and may not be set here. No Content-Type is
@@ -183,8 +183,8 @@ func compileRule(sr *Rule) (rule, error) {
 	if r.code == 0 {
 		r.code = http.StatusOK
 	}
-	if r.code < 100 || r.code > 599 {
-		return rule{}, pipeline.FieldErr("code", fmt.Errorf("must be between 100 and 599, not %d", sr.Code))
+	if r.code < 200 || r.code > 599 {
+		return rule{}, pipeline.FieldErr("code", fmt.Errorf("must be between 200 and 599 (a final status), not %d", sr.Code))
 	}
 	if len(r.body) > 0 && !bodyAllowed(r.code) {
 		return rule{}, pipeline.FieldErr("body", fmt.Errorf("a %d response cannot have a body", r.code))

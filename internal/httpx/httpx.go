@@ -54,8 +54,16 @@ const bufSize = 32 << 10
 
 var bufs = sync.Pool{New: func() any { b := make([]byte, bufSize); return &b }}
 
+// ReadError wraps an error reading the source of a Copy, to tell it from an
+// error writing to the destination (a client gone away).
+type ReadError struct{ Err error }
+
+func (e *ReadError) Error() string { return "reading: " + e.Err.Error() }
+func (e *ReadError) Unwrap() error { return e.Err }
+
 // Copy copies src to dst with a pooled buffer. When flush is not nil it is
 // called after every write, for streamed responses (SSE, chunked progress).
+// An error reading src is a *ReadError.
 func Copy(dst io.Writer, src io.Reader, flush func()) (int64, error) {
 	bp := bufs.Get().(*[]byte)
 	defer bufs.Put(bp)
@@ -77,7 +85,7 @@ func Copy(dst io.Writer, src io.Reader, flush func()) (int64, error) {
 			return written, nil
 		}
 		if rerr != nil {
-			return written, rerr
+			return written, &ReadError{Err: rerr}
 		}
 	}
 }

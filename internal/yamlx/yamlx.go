@@ -89,7 +89,8 @@ func Decode(node *yaml.Node, v any) error {
 		return nil
 	}
 	n := content(node)
-	if err := check(n, reflect.TypeOf(v), ""); err != nil {
+	c := checker{budget: maxNodes}
+	if err := c.check(n, reflect.TypeOf(v), ""); err != nil {
 		return err
 	}
 	if err := n.Decode(v); err != nil {
@@ -156,8 +157,24 @@ func content(n *yaml.Node) *yaml.Node {
 	return n
 }
 
+// maxNodes bounds the nodes a strict check visits, aliases expanded: a
+// small document whose aliases nest ("billion laughs") is refused instead
+// of taking exponential time.
+const maxNodes = 1 << 20
+
+// ErrTooComplex is returned for a document whose aliases expand past
+// maxNodes nodes.
+var ErrTooComplex = errors.New("the document expands to too many nodes through aliases")
+
+type checker struct {
+	budget int
+}
+
 // check walks n against t and reports the first unknown key.
-func check(n *yaml.Node, t reflect.Type, path string) error {
+func (c *checker) check(n *yaml.Node, t reflect.Type, path string) error {
+	if c.budget--; c.budget < 0 {
+		return &FieldError{Field: path, Line: n.Line, Err: ErrTooComplex}
+	}
 	n = content(n)
 	if n == nil || t == nil {
 		return nil
@@ -183,19 +200,29 @@ func check(n *yaml.Node, t reflect.Type, path string) error {
 		for i := 0; i+1 < len(n.Content); i += 2 {
 			k, val := n.Content[i], n.Content[i+1]
 			if k.Tag == "!!merge" {
+				// The keys a << merge brings in are the struct's keys too.
+				merged := []*yaml.Node{val}
+				if v := content(val); v != nil && v.Kind == yaml.SequenceNode {
+					merged = v.Content
+				}
+				for _, m := range merged {
+					if err := c.check(m, t, path); err != nil {
+						return err
+					}
+				}
 				continue
 			}
 			ft, ok := fields[k.Value]
 			if !ok {
 				if inlineMap != nil {
-					if err := check(val, inlineMap.Elem(), Join(path, k.Value)); err != nil {
+					if err := c.check(val, inlineMap.Elem(), Join(path, k.Value)); err != nil {
 						return err
 					}
 					continue
 				}
 				return &FieldError{Field: Join(path, k.Value), Line: k.Line, Err: ErrUnknownField}
 			}
-			if err := check(val, ft, Join(path, k.Value)); err != nil {
+			if err := c.check(val, ft, Join(path, k.Value)); err != nil {
 				return err
 			}
 		}
@@ -204,7 +231,7 @@ func check(n *yaml.Node, t reflect.Type, path string) error {
 			return nil
 		}
 		for i := 0; i+1 < len(n.Content); i += 2 {
-			if err := check(n.Content[i+1], t.Elem(), Join(path, n.Content[i].Value)); err != nil {
+			if err := c.check(n.Content[i+1], t.Elem(), Join(path, n.Content[i].Value)); err != nil {
 				return err
 			}
 		}
@@ -212,8 +239,8 @@ func check(n *yaml.Node, t reflect.Type, path string) error {
 		if n.Kind != yaml.SequenceNode {
 			return nil
 		}
-		for i, c := range n.Content {
-			if err := check(c, t.Elem(), path+"["+strconv.Itoa(i)+"]"); err != nil {
+		for i, item := range n.Content {
+			if err := c.check(item, t.Elem(), path+"["+strconv.Itoa(i)+"]"); err != nil {
 				return err
 			}
 		}
@@ -332,15 +359,15 @@ func splitPath(path string) []pathPart {
 	return parts
 }
 
-// PathAt returns the path of the deepest field whose key or value is on line.
+// PathAt returns the path of the deepest field whose key or value is on
+// line. It does not follow aliases: a node is found where it is written.
 func PathAt(n *yaml.Node, line int) string {
 	path, _ := pathAt(content(n), line, "")
 	return path
 }
 
 func pathAt(n *yaml.Node, line int, path string) (string, bool) {
-	n = content(n)
-	if n == nil {
+	if n == nil || n.Kind == yaml.AliasNode {
 		return path, false
 	}
 	switch n.Kind {
