@@ -72,6 +72,13 @@ func New(opts ...Option) (*Gateway, error) {
 	if err != nil {
 		return nil, err
 	}
+	var policies []pipeline.PolicyKind
+	if s.builtins {
+		policies = filters.BuiltinPolicies()
+	}
+	if err := reg.RegisterPolicies(append(policies, s.policyKinds...)...); err != nil {
+		return nil, err
+	}
 	g := &Gateway{
 		s:         s,
 		filters:   reg,

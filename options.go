@@ -22,6 +22,7 @@ type settings struct {
 	transport    http.RoundTripper
 	store        Store
 	filterKinds  []pipeline.Kind
+	policyKinds  []pipeline.PolicyKind
 	objectKinds  []ObjectKind
 	adminToken   string
 	drainTimeout time.Duration
@@ -85,6 +86,12 @@ func WithStore(st Store) Option {
 // whose name is already registered is an error.
 func WithFilterKinds(kinds ...pipeline.Kind) Option {
 	return func(s *settings) error { s.filterKinds = append(s.filterKinds, kinds...); return nil }
+}
+
+// WithPolicyKinds registers resilience policy kinds besides the built-in
+// CircuitBreaker and Retry. A duplicate name is an error.
+func WithPolicyKinds(kinds ...pipeline.PolicyKind) Option {
+	return func(s *settings) error { s.policyKinds = append(s.policyKinds, kinds...); return nil }
 }
 
 // WithObjectKinds registers object kinds (controllers, gates) besides the

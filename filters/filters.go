@@ -13,6 +13,7 @@ package filters
 import (
 	"github.com/sluicegw/sluice/filters/fallback"
 	"github.com/sluicegw/sluice/filters/mock"
+	"github.com/sluicegw/sluice/filters/policy"
 	"github.com/sluicegw/sluice/filters/proxy"
 	"github.com/sluicegw/sluice/filters/requestadaptor"
 	"github.com/sluicegw/sluice/filters/responseadaptor"
@@ -31,3 +32,7 @@ func Builtin() []pipeline.Kind {
 		validator.Kind,
 	}
 }
+
+// BuiltinPolicies returns every built-in resilience policy kind
+// (CircuitBreaker, Retry), for a pipeline's resilience section.
+func BuiltinPolicies() []pipeline.PolicyKind { return policy.Kinds() }
