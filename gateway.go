@@ -11,8 +11,10 @@ import (
 	"sort"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/sluicegw/sluice/filters"
+	"github.com/sluicegw/sluice/internal/clock"
 	"github.com/sluicegw/sluice/pipeline"
 )
 
@@ -29,7 +31,8 @@ type Gateway struct {
 
 	mu      sync.Mutex // serializes changes to objects
 	objects map[string]*entry
-	rev     int64 // store revision the objects reflect
+	tombs   map[string]int64 // name → revision of a local delete the store watch has not passed yet
+	rev     int64            // store revision the objects reflect
 	started bool
 	closed  bool
 	runCtx  context.Context
@@ -84,6 +87,7 @@ func New(opts ...Option) (*Gateway, error) {
 		filters:   reg,
 		kinds:     map[string]*ObjectKind{},
 		objects:   map[string]*entry{},
+		tombs:     map[string]int64{},
 		pipelines: map[string]*pipelineSlot{},
 		servers:   map[string]*serverSlot{},
 	}
@@ -332,6 +336,9 @@ func (g *Gateway) Delete(ctx context.Context, kind, name string) error {
 		return fmt.Errorf("store: %w", err)
 	}
 	g.rev = max(g.rev, rev)
+	if g.started {
+		g.tombs[name] = rev
+	}
 	g.removeLocked(name, e)
 	return nil
 }
@@ -516,24 +523,20 @@ func (g *Gateway) cancelController(e *entry) <-chan struct{} {
 // finished. now closes an object that never went live, at once.
 func (g *Gateway) closeObject(obj Object, now bool, after <-chan struct{}) {
 	closeIt := func() {
-		var err error
-		if sh, ok := obj.(interface{ Shutdown(context.Context) error }); ok {
-			ctx, cancel := context.WithTimeout(context.Background(), g.s.drainTimeout)
-			err = sh.Shutdown(ctx)
-			cancel()
-			if cerr := obj.Close(); err == nil {
-				err = cerr
-			}
-		} else {
-			err = obj.Close()
-		}
-		if err != nil && !errors.Is(err, context.DeadlineExceeded) {
+		ctx, cancel := context.WithTimeout(context.Background(), g.s.drainTimeout)
+		defer cancel()
+		if err := shutdownObject(ctx, obj); err != nil && !errors.Is(err, context.DeadlineExceeded) {
 			g.s.logger.Warn("closing object", "error", err)
 		}
 	}
 	if now {
 		closeIt()
 		return
+	}
+	// A gate that is going away frees its address now; only draining its
+	// connections waits.
+	if sa, ok := obj.(interface{ StopAccepting() }); ok {
+		sa.StopAccepting()
 	}
 	g.bg.Add(1)
 	go func() {
@@ -545,26 +548,99 @@ func (g *Gateway) closeObject(obj Object, now bool, after <-chan struct{}) {
 	}()
 }
 
-// follow applies the changes other writers commit to the store.
+// shutdownObject closes obj, draining it within ctx if it can drain (its
+// Shutdown then stands for Close).
+func shutdownObject(ctx context.Context, obj Object) error {
+	if sh, ok := obj.(interface{ Shutdown(context.Context) error }); ok {
+		return sh.Shutdown(ctx)
+	}
+	return obj.Close()
+}
+
+// follow applies the changes other writers commit to the store. When the
+// store closes the watch because this gateway fell behind its history, it
+// resynchronises from a List and watches again.
 func (g *Gateway) follow(watch <-chan Event) {
 	defer g.bg.Done()
-	for ev := range watch {
-		g.mu.Lock()
-		if !g.closed {
-			if err := g.applyEvent(ev); err != nil {
-				g.s.logger.Error("applying a change from the store", "kind", ev.Record.Kind, "name", ev.Record.Name, "revision", ev.Revision, "error", err)
+	for {
+		for ev := range watch {
+			g.mu.Lock()
+			if !g.closed {
+				if err := g.applyEvent(ev); err != nil {
+					g.s.logger.Error("applying a change from the store", "kind", ev.Record.Kind, "name", ev.Record.Name, "revision", ev.Revision, "error", err)
+				}
+				g.rev = max(g.rev, ev.Revision)
 			}
-			g.rev = max(g.rev, ev.Revision)
+			g.mu.Unlock()
 		}
-		g.mu.Unlock()
+		for {
+			if g.runCtx.Err() != nil {
+				return
+			}
+			rev, err := g.resync()
+			if err == nil {
+				watch, err = g.store.Watch(g.runCtx, rev)
+			}
+			if err == nil {
+				break
+			}
+			g.s.logger.Error("resynchronising with the store", "error", err)
+			if !clock.Sleep(g.s.clock, time.Second, g.runCtx.Done()) {
+				return
+			}
+		}
 	}
+}
+
+// resync makes the objects what the store holds now, one object at a time
+// (one that fails to build is logged and left as it was), and returns the
+// store's revision.
+func (g *Gateway) resync() (int64, error) {
+	records, rev, err := g.store.List(g.runCtx)
+	if err != nil {
+		return 0, err
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.closed {
+		return rev, nil
+	}
+	inStore := make(map[string]bool, len(records))
+	for _, r := range records {
+		inStore[r.Name] = true
+		specs, err := ParseSpecs(bytes.NewReader(r.Spec))
+		if err == nil {
+			_, err = g.changeLocked(g.runCtx, specs, modeSync, r.Revision)
+		}
+		if err != nil {
+			g.s.logger.Error("resync: applying an object from the store", "kind", r.Kind, "name", r.Name, "error", err)
+		}
+	}
+	for name, e := range g.objects {
+		if !inStore[name] {
+			g.removeLocked(name, e)
+		}
+	}
+	g.rev = max(g.rev, rev)
+	return rev, nil
 }
 
 // applyEvent applies one change from the store unless this gateway already
 // reflects it: each object remembers the revision that wrote it, and our own
-// commits come back with that revision.
+// commits come back with that revision; an object this gateway deleted
+// leaves a tombstone, so that its older puts do not bring it back.
 func (g *Gateway) applyEvent(ev Event) error {
-	e, ok := g.objects[ev.Record.Name]
+	name := ev.Record.Name
+	if tomb, ok := g.tombs[name]; ok {
+		if ev.Revision <= tomb {
+			if ev.Revision == tomb {
+				delete(g.tombs, name) // the watch has caught up with the delete
+			}
+			return nil
+		}
+		delete(g.tombs, name)
+	}
+	e, ok := g.objects[name]
 	if ok && e.rev >= ev.Revision {
 		return nil
 	}
@@ -636,23 +712,18 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 		case <-ctx.Done():
 		}
 	}
-	g.mu.Lock()
 	for _, e := range entries {
-		if sh, ok := e.obj.(interface{ Shutdown(context.Context) error }); ok {
-			if err := sh.Shutdown(ctx); err != nil {
-				errs = append(errs, fmt.Errorf("%s %q: %w", e.kind.Kind, e.spec.Name, err))
-			}
-		}
-		if err := e.obj.Close(); err != nil {
+		if err := shutdownObject(ctx, e.obj); err != nil {
 			errs = append(errs, fmt.Errorf("%s %q: %w", e.kind.Kind, e.spec.Name, err))
 		}
 		g.publish(e.spec.Name, nil)
 	}
+	g.mu.Lock()
 	g.objects = map[string]*entry{}
+	g.mu.Unlock()
 	if g.s.store == nil {
 		g.store.Close()
 	}
-	g.mu.Unlock()
 
 	done := make(chan struct{})
 	go func() { g.bg.Wait(); close(done) }()

@@ -98,6 +98,7 @@ func (o *serverObject) Inherit(prev Object) error {
 }
 
 func (o *serverObject) Listen() error                      { return o.s.Listen() }
+func (o *serverObject) StopAccepting()                     { o.s.StopAccepting() }
 func (o *serverObject) Serve()                             { o.s.Serve() }
 func (o *serverObject) Shutdown(ctx context.Context) error { return o.s.Shutdown(ctx) }
 func (o *serverObject) Close() error                       { return o.s.Close() }

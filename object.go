@@ -60,6 +60,9 @@ func ParseSpecs(r io.Reader) ([]Spec, error) {
 		}
 		kind, kline, _ := yamlx.String(n, "kind")
 		name, nline, _ := yamlx.String(n, "name")
+		if anchored(n, "kind", "name") {
+			return nil, &ObjectError{Kind: kind, Name: name, Line: n.Line, Err: fmt.Errorf("%w: kind and name must be plain values, without YAML anchors", ErrBadSpec)}
+		}
 		if kind == "" {
 			return nil, &ObjectError{Name: name, Field: "kind", Line: max(kline, n.Line), Err: fmt.Errorf("%w: kind is required", ErrBadSpec)}
 		}
@@ -68,6 +71,20 @@ func ParseSpecs(r io.Reader) ([]Spec, error) {
 		}
 		specs = append(specs, Spec{Kind: kind, Name: name, Body: pipeline.RawNode(n).Without("kind", "name"), Line: n.Line})
 	}
+}
+
+// anchored reports whether one of the keys of mapping n, or its value,
+// carries a YAML anchor: the stored spec is rewritten without those keys,
+// so an alias to them elsewhere would dangle.
+func anchored(n *yaml.Node, keys ...string) bool {
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		for _, k := range keys {
+			if n.Content[i].Value == k && (n.Content[i].Anchor != "" || n.Content[i+1].Anchor != "") {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // YAML returns the spec as one YAML document: kind, name, then the kind's

@@ -101,6 +101,10 @@ func (s *MemoryStore) Commit(_ context.Context, ops ...Op) (int64, error) {
 		s.history = append(s.history, ev)
 	}
 	if over := len(s.history) - historyLimit; over > 0 {
+		// Cut at a commit boundary: a watcher never sees part of a commit.
+		for over < len(s.history) && s.history[over].Revision == s.history[over-1].Revision {
+			over++
+		}
 		s.history = append(s.history[:0:0], s.history[over:]...)
 	}
 	s.cond.Broadcast()

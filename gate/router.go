@@ -2,6 +2,7 @@ package gate
 
 import (
 	"net/http"
+	"path"
 	"regexp"
 	"strings"
 )
@@ -60,12 +61,16 @@ func newMethodSet(methods []string) methodSet {
 	return ms
 }
 
+// headGet are the bits of HEAD and GET: a path that allows GET allows
+// HEAD (RFC 9110 §9.3.2).
+var headBit, getBit = methodBit(http.MethodHead), methodBit(http.MethodGet)
+
 func (ms methodSet) allows(m string) bool {
 	if ms.mask == 0 && len(ms.other) == 0 {
 		return true
 	}
 	if b := methodBit(m); b != 0 {
-		return ms.mask&b != 0
+		return ms.mask&b != 0 || (b == headBit && ms.mask&getBit != 0)
 	}
 	for _, o := range ms.other {
 		if o == m {
@@ -141,6 +146,79 @@ func (rt *router) match(host, path, method string) (*route, int) {
 		}
 	}
 	return nil, status
+}
+
+// allowed returns the methods the paths matching host and path allow, for
+// the Allow header of a 405.
+func (rt *router) allowed(host, path string) string {
+	var mask uint16
+	var other []string
+	for i := range rt.rules {
+		r := &rt.rules[i]
+		if !r.matchHost(host) {
+			continue
+		}
+		for j := range r.paths {
+			if p := &r.paths[j]; p.matchPath(path) {
+				mask |= p.methods.mask
+				other = append(other, p.methods.other...)
+			}
+		}
+	}
+	if mask&getBit != 0 {
+		mask |= headBit
+	}
+	var out []string
+	for i, m := range standardMethods {
+		if mask&(1<<i) != 0 {
+			out = append(out, m)
+		}
+	}
+	return strings.Join(append(out, other...), ", ")
+}
+
+// cleanPath returns the request with its path normalised before routing:
+// dot segments resolved and repeated slashes folded, so that the path the
+// rules match is the path the backend gets. It reports false for a path
+// that cannot be routed safely: a backslash or an encoded slash (servers
+// disagree on what they mean), or one that does not start with a slash.
+func cleanPath(r *http.Request) (*http.Request, bool) {
+	p := r.URL.Path
+	if raw := r.URL.RawPath; raw != "" && (containsFold(raw, "%2f") || containsFold(raw, "%5c")) {
+		return r, false
+	}
+	if strings.ContainsRune(p, '\\') {
+		return r, false
+	}
+	if p == "" {
+		p = "/"
+	}
+	if p[0] != '/' {
+		return r, r.Method == http.MethodOptions && p == "*"
+	}
+	if !needsClean(p) {
+		return r, true
+	}
+	c := path.Clean(p)
+	if strings.HasSuffix(p, "/") && c != "/" {
+		c += "/"
+	}
+	r2 := new(http.Request)
+	*r2 = *r
+	u := *r.URL
+	u.Path, u.RawPath = c, ""
+	r2.URL = &u
+	return r2, true
+}
+
+// needsClean reports whether p has a dot segment or a repeated slash.
+func needsClean(p string) bool {
+	return strings.Contains(p, "//") || strings.Contains(p, "/./") || strings.Contains(p, "/../") ||
+		strings.HasSuffix(p, "/.") || strings.HasSuffix(p, "/..")
+}
+
+func containsFold(s, sub string) bool {
+	return strings.Contains(strings.ToLower(s), sub)
 }
 
 // stripPort returns host without a port, handling IPv6 literals.

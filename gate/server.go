@@ -52,7 +52,7 @@ type Server struct {
 }
 
 type counters struct {
-	requests, notFound, methodNotAllowed atomic.Uint64
+	requests, notFound, methodNotAllowed, badPath atomic.Uint64
 }
 
 // listener is shared by the generations of one server while its address
@@ -64,6 +64,7 @@ type listener struct {
 	current atomic.Pointer[Server]
 	owner   atomic.Pointer[Server]
 	served  atomic.Bool
+	stopped atomic.Bool // the listening socket was closed on purpose
 	done    chan struct{}
 }
 
@@ -99,14 +100,22 @@ func New(name string, spec *Spec, opts Options) (*Server, error) {
 // ServeHTTP routes r to its backend pipeline, or answers 404 or 405.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.stats.requests.Add(1)
+	r, ok := cleanPath(r)
+	if !ok {
+		s.stats.badPath.Add(1)
+		http.Error(w, "bad request: ambiguous path", http.StatusBadRequest)
+		return
+	}
 	path := r.URL.Path
 	if path == "" {
 		path = "/"
 	}
-	rt, status := s.router.match(stripPort(r.Host), path, r.Method)
+	host := stripPort(r.Host)
+	rt, status := s.router.match(host, path, r.Method)
 	if rt == nil {
 		if status == http.StatusMethodNotAllowed {
 			s.stats.methodNotAllowed.Add(1)
+			w.Header().Set("Allow", s.router.allowed(host, path))
 			http.Error(w, "method not allowed", status)
 			return
 		}
@@ -179,7 +188,7 @@ func (s *Server) Serve() {
 	if l.served.CompareAndSwap(false, true) {
 		go func() {
 			defer close(l.done)
-			if err := l.srv.Serve(l.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			if err := l.srv.Serve(l.ln); err != nil && !errors.Is(err, http.ErrServerClosed) && !l.stopped.Load() {
 				s.logger.Error("serving", "error", err)
 			}
 		}()
@@ -196,26 +205,52 @@ func (s *Server) Addr() string {
 	return s.l.ln.Addr().String()
 }
 
+// StopAccepting closes the listening socket at once, unless a newer
+// generation took it over, so that its address is free again; the
+// connections already accepted are drained by Shutdown.
+func (s *Server) StopAccepting() {
+	s.mu.Lock()
+	l := s.l
+	s.mu.Unlock()
+	if l != nil && l.owner.Load() == s {
+		l.stopped.Store(true)
+		l.ln.Close()
+	}
+}
+
 // Shutdown stops the listener and waits for active requests to finish, or
 // for ctx. It does nothing to a listener that a newer generation took over.
+// Afterwards the server holds no listener, so Listen may bind again.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	l := s.l
 	s.mu.Unlock()
-	if l == nil || l.owner.Load() != s {
+	if l == nil || !l.owner.CompareAndSwap(s, nil) {
 		return nil
 	}
-	if !l.owner.CompareAndSwap(s, nil) {
-		return nil
-	}
+	defer func() {
+		s.mu.Lock()
+		if s.l == l {
+			s.l = nil
+		}
+		s.mu.Unlock()
+	}()
+	l.stopped.Store(true)
 	if !l.served.Load() {
-		return l.ln.Close()
+		return ignoreClosed(l.ln.Close())
 	}
 	err := l.srv.Shutdown(ctx)
-	if err != nil {
+	if err != nil && !errors.Is(err, net.ErrClosed) {
 		l.srv.Close()
 	}
 	<-l.done
+	return ignoreClosed(err)
+}
+
+func ignoreClosed(err error) error {
+	if errors.Is(err, net.ErrClosed) {
+		return nil
+	}
 	return err
 }
 
@@ -232,6 +267,7 @@ type Status struct {
 	Requests         uint64 `json:"requests" yaml:"requests"`
 	NotFound         uint64 `json:"notFound" yaml:"notFound"`
 	MethodNotAllowed uint64 `json:"methodNotAllowed" yaml:"methodNotAllowed"`
+	BadPath          uint64 `json:"badPath" yaml:"badPath"`
 }
 
 // Status reports the bound address and request counters.
@@ -241,6 +277,7 @@ func (s *Server) Status() Status {
 		Requests:         s.stats.requests.Load(),
 		NotFound:         s.stats.notFound.Load(),
 		MethodNotAllowed: s.stats.methodNotAllowed.Load(),
+		BadPath:          s.stats.badPath.Load(),
 	}
 }
 
