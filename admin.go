@@ -67,8 +67,8 @@ func (g *Gateway) adminAuth(next http.Handler) http.Handler {
 	token := g.s.adminToken
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if token != "" {
-			got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-			if !ok || subtle.ConstantTimeCompare([]byte(got), []byte(token)) != 1 {
+			scheme, got, _ := strings.Cut(r.Header.Get("Authorization"), " ")
+			if !strings.EqualFold(scheme, "Bearer") || subtle.ConstantTimeCompare([]byte(strings.TrimSpace(got)), []byte(token)) != 1 {
 				w.Header().Set("WWW-Authenticate", `Bearer realm="sluice-admin"`)
 				writeError(w, r, http.StatusUnauthorized, "a valid bearer token is required")
 				return
@@ -81,10 +81,13 @@ func (g *Gateway) adminAuth(next http.Handler) http.Handler {
 	})
 }
 
+// loopback reports whether remote, a RemoteAddr as net/http sets it
+// (host:port), is a loopback address. Anything else, including an address
+// without a port that middleware may have put there, is not.
 func loopback(remote string) bool {
 	host, _, err := net.SplitHostPort(remote)
 	if err != nil {
-		host = remote
+		return false
 	}
 	ip := net.ParseIP(host)
 	return ip != nil && ip.IsLoopback()
@@ -163,8 +166,13 @@ func (g *Gateway) adminGet(w http.ResponseWriter, r *http.Request) {
 func (g *Gateway) adminWrite(mode applyMode) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxAdminBody))
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			writeError(w, r, http.StatusRequestEntityTooLarge, fmt.Sprintf("spec larger than %d bytes", maxAdminBody))
+			return
+		}
 		if err != nil {
-			writeError(w, r, http.StatusRequestEntityTooLarge, "spec too large")
+			writeError(w, r, http.StatusBadRequest, "reading the request body: "+err.Error())
 			return
 		}
 		specs, err := ParseSpecs(bytes.NewReader(body))

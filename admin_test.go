@@ -122,4 +122,14 @@ func TestAdminAuth(t *testing.T) {
 	if code, _ := c.do("GET", "/apis/v2/healthz", ""); code != 200 {
 		t.Errorf("right token from afar: %d", code)
 	}
+	c.token = ""
+	if code, _ := c.do("GET", "/apis/v2/healthz", "", "Authorization", "bearer s3cret"); code != 200 {
+		t.Errorf("the scheme is case-insensitive: %d", code)
+	}
+	// A RemoteAddr without a port (rewritten by middleware) is not trusted
+	// as loopback.
+	open2 := adminClient{t: t, h: open.AdminHandler(), addr: "127.0.0.1"}
+	if code, _ := open2.do("GET", "/apis/v2/healthz", ""); code != 403 {
+		t.Errorf("a port-less RemoteAddr: %d, want 403", code)
+	}
 }
