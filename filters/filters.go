@@ -4,7 +4,8 @@
 //
 //	Fallback         answers with a fixed response on a jump         results: none
 //	Mock             answers with a canned response per rule      results: mocked
-//	Proxy            forwards to a pool of backend servers        results: internalError clientError serverError failureCode timeout
+//	Proxy            forwards to a pool of backend servers        results: internalError clientError serverError failureCode timeout shortCircuited
+//	RateLimiter      limits request rates per policy, url and key    results: rateLimited
 //	RequestAdaptor   rewrites method, host, path, headers, body   results: none
 //	ResponseAdaptor  rewrites response headers and body           results: none
 //	Validator        checks request headers                       results: invalid
@@ -15,6 +16,7 @@ import (
 	"github.com/sluicegw/sluice/filters/mock"
 	"github.com/sluicegw/sluice/filters/policy"
 	"github.com/sluicegw/sluice/filters/proxy"
+	"github.com/sluicegw/sluice/filters/ratelimiter"
 	"github.com/sluicegw/sluice/filters/requestadaptor"
 	"github.com/sluicegw/sluice/filters/responseadaptor"
 	"github.com/sluicegw/sluice/filters/validator"
@@ -27,6 +29,7 @@ func Builtin() []pipeline.Kind {
 		fallback.Kind,
 		mock.Kind,
 		proxy.Kind,
+		ratelimiter.Kind,
 		requestadaptor.Kind,
 		responseadaptor.Kind,
 		validator.Kind,

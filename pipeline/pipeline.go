@@ -51,6 +51,7 @@ type step struct {
 	filter Filter
 	kind   *Kind
 	jumps  []jump
+	end    bool // an END step
 }
 
 type jump struct {
@@ -94,8 +95,8 @@ func build(spec Spec, reg *Registry, env Env) (_ *Pipeline, err error) {
 	byName := map[string]int{}
 	for i, fs := range spec.Filters {
 		field := "filters[" + strconv.Itoa(i) + "]"
-		if fs.Name == "" {
-			return nil, &FieldError{Field: field + ".name", Line: fs.line, Err: errors.New("a filter needs a name")}
+		if fs.Name == "" || fs.Name == End {
+			return nil, &FieldError{Field: field + ".name", Line: fs.line, Err: fmt.Errorf("a filter needs a name other than %s", End)}
 		}
 		if _, dup := byName[fs.Name]; dup {
 			return nil, &FieldError{Field: field + ".name", Line: fs.line, Err: fmt.Errorf("%w: filter %q is defined twice", ErrDuplicateName, fs.Name)}
@@ -125,6 +126,15 @@ func build(spec Spec, reg *Registry, env Env) (_ *Pipeline, err error) {
 	p.steps = make([]step, len(flow))
 	for i, st := range flow {
 		field := "flow[" + strconv.Itoa(i) + "]"
+		if st.Filter == End {
+			// An END step ends the flow for whoever reaches it in order;
+			// later steps run only when a jumpIf leads to them.
+			if st.Alias != "" || st.Namespace != "" || len(st.JumpIf) > 0 {
+				return nil, &FieldError{Field: field, Err: fmt.Errorf("an %s step takes no alias, namespace or jumpIf", End)}
+			}
+			p.steps[i] = step{name: End, end: true}
+			continue
+		}
 		fi, ok := byName[st.Filter]
 		if !ok {
 			return nil, &FieldError{Field: field + ".filter", Err: fmt.Errorf("%w %q", ErrUnknownFilter, st.Filter)}
@@ -222,6 +232,9 @@ func (p *Pipeline) Run(c *Context) Result {
 	var last Result
 	for i := 0; i < len(p.steps); {
 		s := &p.steps[i]
+		if s.end {
+			break
+		}
 		if s.ns == "" {
 			c.cur = 0
 		} else {

@@ -467,3 +467,36 @@ func count(t *testing.T, p *pipeline.Pipeline) int64 {
 	}
 	return c.n.Load()
 }
+
+func TestEndStep(t *testing.T) {
+	p := mustBuild(t, `
+flow:
+  - {filter: one, jumpIf: {a: fallback}}
+  - {filter: END}
+  - {filter: fallback}
+filters:
+  - {name: one, kind: Step, body: ok}
+  - {name: fallback, kind: Step, body: fallback}
+`)
+	if _, body := serve(p); body != "ok:one@PRIMARY" {
+		t.Errorf("END did not end the flow: %q", body)
+	}
+	jumping := mustBuild(t, `
+flow:
+  - {filter: one, jumpIf: {a: fallback}}
+  - {filter: END}
+  - {filter: fallback}
+filters:
+  - {name: one, kind: Step, result: a}
+  - {name: fallback, kind: Step, body: fallback}
+`)
+	if _, body := serve(jumping); body != "fallback:one@PRIMARY,fallback@PRIMARY" {
+		t.Errorf("the jump past END: %q", body)
+	}
+	if _, err := build(t, "flow: [{filter: END, jumpIf: {a: END}}]\nfilters: []\n"); err == nil {
+		t.Error("an END step with a jumpIf was accepted")
+	}
+	if _, err := build(t, "filters: [{name: END, kind: Step}]\n"); err == nil {
+		t.Error("a filter called END was accepted")
+	}
+}

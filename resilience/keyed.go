@@ -93,8 +93,10 @@ func (k *KeyedLimiter) Reserve(key string) (wait time.Duration, ok bool) {
 
 func (k *KeyedLimiter) reserve(key string, timeout int64) (wait int64, e *keyEntry, gen uint64, next int64, ok bool) {
 	sh := &k.shards[maphash.String(k.seed, key)&k.mask]
-	now := since(k.clk, k.epoch)
 	sh.mu.Lock()
+	// The clock is read under the lock: a time read before waiting for it
+	// could be older than the bucket's state and reject wrongly.
+	now := since(k.clk, k.epoch)
 	e = sh.lookup(key)
 	wait, next, ok = k.g.step(e.tat, now, timeout)
 	if ok {

@@ -5,6 +5,7 @@
 //	flow:
 //	  - filter: proxy
 //	    jumpIf: { shortCircuited: fallback, serverError: fallback }
+//	  - filter: END        # a good response ends here
 //	  - filter: fallback
 //	filters:
 //	  - name: fallback

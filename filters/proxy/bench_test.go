@@ -1,6 +1,7 @@
 package proxy_test
 
 import (
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -75,6 +76,29 @@ func BenchmarkProxy(b *testing.B) {
 		}
 	})
 
+	// handle with the resilience policies: a closed breaker (Acquire and
+	// Done on the hot path), and a retry policy as well (the budget counts
+	// every request; nothing fails, so nothing is retried).
+	for _, bb := range []struct{ name, pool, policies string }{
+		{"handle-breaker", "circuitBreakerPolicy: cb\n", fmt.Sprintf(breakerPolicy, 100, 100, "1m", 10)},
+		{"handle-breaker-retry", "circuitBreakerPolicy: cb\nretryPolicy: retry\n", fmt.Sprintf(breakerPolicy, 100, 100, "1m", 10) + fmt.Sprintf(retryPolicy, 3, "10ms")},
+	} {
+		b.Run(bb.name, func(b *testing.B) {
+			pl := newPipeline(b, nil, proxyPipeline(be.URL, bb.pool, bb.policies))
+			f, _ := pl.Filter("proxy")
+			in := browserRequest()
+			b.ReportAllocs()
+			for b.Loop() {
+				c := pipeline.NewContext(in)
+				if res := f.Handle(c); res != pipeline.Continue {
+					b.Fatalf("result %q", res)
+				}
+				io.Copy(io.Discard, c.Response().Body)
+				c.Response().Body.Close()
+			}
+		})
+	}
+
 	// The whole pipeline with a timeout set (context and body wrapper),
 	// writing the response, from parallel clients.
 	b.Run("pipeline-parallel", func(b *testing.B) {
@@ -102,5 +126,31 @@ func BenchmarkProxy(b *testing.B) {
 				pl.ServeHTTP(w, in)
 			}
 		})
+	})
+}
+
+// BenchmarkShortCircuited measures a request the open breaker refuses: no
+// server is contacted; the cost is the breaker's Acquire and the 503.
+func BenchmarkShortCircuited(b *testing.B) {
+	be := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusInternalServerError)
+	}))
+	defer be.Close()
+	pl := newPipeline(b, nil, proxyPipeline(be.URL, "failureCodes: [500]\ncircuitBreakerPolicy: cb\n", fmt.Sprintf(breakerPolicy, 1, 1, "1h", 1)))
+	f, _ := pl.Filter("proxy")
+	in := browserRequest()
+	c := pipeline.NewContext(in)
+	if res := f.Handle(c); res != proxy.ResultFailureCode {
+		b.Fatalf("first request: %q", res)
+	}
+	c.Response().Body.Close()
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			c := pipeline.NewContext(in)
+			if res := f.Handle(c); res != proxy.ResultShortCircuited {
+				b.Fatalf("result %q", res)
+			}
+		}
 	})
 }

@@ -10,9 +10,8 @@
 //
 // A Proxy has pools of servers. For now a Proxy has exactly one pool, the main
 // pool, which takes every request; later versions add pools that take only
-// the requests their filter matches, health checks, retries and circuit
-// breakers, all inside Pool. The Easegress v1 spelling mainPool is accepted as
-// that single pool.
+// the requests their filter matches, and health checks. The Easegress v1
+// spelling mainPool is accepted as that single pool.
 //
 // The pool's LoadBalancer picks a Server (roundRobin by default, or random).
 // The outbound request follows the rules of httputil.ReverseProxy's Rewrite
@@ -26,10 +25,51 @@
 //     X-Forwarded-Host and X-Forwarded-Proto are set unless present;
 //   - the Host header is the server's, or the client's when the server has
 //     keepHost set;
-//   - the body is streamed, never buffered.
+//   - the body is streamed, unless a retry policy needs it buffered (see
+//     Resilience).
 //
 // The response's hop-by-hop headers are removed and its body is left
 // streaming; the pipeline writes it with pipeline.WriteResponse.
+//
+// # Resilience
+//
+// A pool may name a CircuitBreaker and a Retry policy of the pipeline's
+// resilience section (circuitBreakerPolicy, retryPolicy; see filters/policy),
+// and bound requests in time (timeout overall, perTryTimeout per attempt).
+// A request goes through them in this order:
+//
+//	overall deadline (timeout, on Env.Clock)
+//	└─ Retry.Do: attempt 1, 2, … with backoff, within the retry budget
+//	   └─ Breaker.Acquire ── refused ─► 503, shortCircuited, no server contacted
+//	      └─ per-try deadline (perTryTimeout) ─► choose a server ─► round trip
+//	         └─ outcome ─► Permit.Done(failed) or Permit.Release
+//
+// An attempt's outcome is classified once, for the breaker, the retry and
+// the result alike:
+//
+//   - failed: the server could not be reached or broke the connection
+//     (serverError), an attempt or the request ran out of time (timeout),
+//     or the server answered with one of failureCodes (failureCode);
+//   - success: any other response, whatever its status;
+//   - neither: the client went away, or its body could not be read
+//     (clientError); the breaker permit is released without an outcome and
+//     the request is not retried.
+//
+// The breaker learns an outcome when the response headers arrive (or the
+// attempt fails before), so its slow-call duration is the time to the
+// response headers. A failed attempt is retried only when the request can
+// be sent again: its method is GET, HEAD, OPTIONS, PUT or DELETE, and it
+// has no body or one the pool buffered. With a retry policy, an idempotent
+// request's body of at most serverMaxBodySize (default 4 MiB; -1: never
+// buffer) is read into memory before the first attempt, and every attempt
+// sends it from a fresh reader; a larger body, and the body of a POST or
+// PATCH, is streamed once and never retried. Before another attempt the
+// failed one's response body is drained (up to 64 KiB) and closed. The
+// policy's backoff, budget and attempt count decide the rest; no attempt is
+// made, and no backoff slept, once the overall deadline has passed or
+// would pass during the backoff. The last attempt's outcome is the
+// request's. Attempts past the first count in the pool's status as
+// retries; the breaker's state shows there too.
 //
 // # Results
 //
@@ -37,16 +77,33 @@
 // that is not one of the pool's failureCodes, and otherwise one of:
 //
 //   - internalError: the outbound request could not be built (a previous
-//     filter left no request or an invalid one); the response is 500.
+//     filter left no request or an invalid one); the response is 500, or
+//     503 when the pool had no server to take the request.
 //   - clientError: the client went away (its context was cancelled) or its
-//     request body could not be read. A body error is answered 400; a
-//     cancelled request gets a bare 400 nobody will read.
+//     request body could not be read. A body error is answered 400 (413
+//     when the body exceeded the server's limit); a cancelled request gets
+//     a bare 400 nobody will read.
 //   - serverError: the server could not be reached or broke the connection;
 //     the response is 502.
 //   - failureCode: the server answered with one of failureCodes; its response
 //     is kept.
-//   - timeout: the pool's timeout (or the 5s connect timeout) expired before
-//     the response headers arrived; the response is 504.
+//   - timeout: the pool's timeout or perTryTimeout (or the 5s connect
+//     timeout) expired before the response headers arrived; the response
+//     is 504.
+//   - shortCircuited: the pool's circuit breaker is open (or half-open with
+//     its trial calls taken) and refused the request, or its next attempt;
+//     the response is a plain-text 503 and the refused attempt contacted no
+//     server.
+//
+// A jumpIf may send a short-circuited request to a Fallback filter:
+//
+//	flow:
+//	- filter: proxy
+//	  jumpIf: {shortCircuited: fallback}
+//	- ...               # steps for a server's response; one must end the flow
+//	- filter: fallback
+//
+// With retries, the result is the last attempt's.
 //
 // # Connections
 //
@@ -59,6 +116,10 @@
 //
 // # Concurrency
 //
-// Handle runs concurrently; it takes no lock. Counters are atomics. Inherit
+// Handle runs concurrently; it takes no lock (the breaker and the retry
+// budget have their own; see resilience). Counters are atomics. Inherit
 // runs before the new Proxy serves, Close after the old one has stopped.
+// The policies belong to the pipeline, which hands their state to the next
+// generation when a reload leaves them unchanged: an open breaker stays
+// open across a reload of the Proxy.
 package proxy

@@ -18,4 +18,8 @@ var (
 	ErrUnknownPolicy = errors.New("unknown load-balancing policy")
 	// ErrBadValue: a number or duration is out of range.
 	ErrBadValue = errors.New("value out of range")
+	// ErrPolicyKind: a pool names a resilience policy of the wrong kind (a
+	// Retry policy as its circuitBreakerPolicy, say). A name the pipeline
+	// does not define is pipeline.ErrUnknownPolicy.
+	ErrPolicyKind = errors.New("resilience policy of the wrong kind")
 )

@@ -6,6 +6,10 @@ import (
 	"net/http"
 	"net/http/httptest"
 
+	"gopkg.in/yaml.v3"
+
+	"github.com/sluicegw/sluice/filters/fallback"
+	"github.com/sluicegw/sluice/filters/policy"
 	"github.com/sluicegw/sluice/filters/proxy"
 	"github.com/sluicegw/sluice/pipeline"
 )
@@ -49,4 +53,75 @@ func Example() {
 	body, _ := io.ReadAll(rec.Body)
 	fmt.Println(rec.Code, string(body))
 	// Output: 200 GET /v1/users?id=7 for 198.51.100.7
+}
+
+// A pool with a circuit breaker from the pipeline's resilience section.
+// While the breaker is open the Proxy returns shortCircuited without
+// calling the backend, and the flow jumps to a Fallback filter. (The Done
+// step, a filter that only ends the flow, keeps successful responses from
+// falling through to the fallback.)
+func Example_circuitBreaker() {
+	calls := 0
+	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		calls++
+		http.Error(w, "down", http.StatusServiceUnavailable)
+	}))
+	defer backend.Close()
+
+	done := pipeline.Define("Done", []pipeline.Result{"done"}, func(pipeline.Env, *struct{}) (pipeline.Filter, error) {
+		return pipeline.FilterFunc(func(*pipeline.Context) pipeline.Result { return "done" }), nil
+	})
+	reg, err := pipeline.NewRegistry(proxy.Kind, fallback.Kind, done)
+	if err != nil {
+		panic(err)
+	}
+	if err := reg.RegisterPolicies(policy.Kinds()...); err != nil {
+		panic(err)
+	}
+	var spec pipeline.Spec
+	if err := yaml.Unmarshal([]byte(`
+flow:
+- filter: proxy
+  jumpIf: {shortCircuited: fallback}
+- filter: done
+- filter: fallback
+filters:
+- name: proxy
+  kind: Proxy
+  pools:
+  - servers: [{url: "`+backend.URL+`"}]
+    failureCodes: [503]
+    circuitBreakerPolicy: backend-cb
+- name: done
+  kind: Done
+- name: fallback
+  kind: Fallback
+  mockBody: cached answer
+resilience:
+- name: backend-cb
+  kind: CircuitBreaker
+  slidingWindowSize: 2
+  minimumNumberOfCalls: 2
+  waitDurationInOpenState: 1m
+`), &spec); err != nil {
+		panic(err)
+	}
+	p, err := pipeline.New(spec, reg, pipeline.Env{})
+	if err != nil {
+		panic(err)
+	}
+	defer p.Close()
+
+	for range 4 {
+		rec := httptest.NewRecorder()
+		p.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/", nil))
+		fmt.Printf("%d %q\n", rec.Code, rec.Body.String())
+	}
+	fmt.Println("backend calls:", calls)
+	// Output:
+	// 503 "down\n"
+	// 503 "down\n"
+	// 200 "cached answer"
+	// 200 "cached answer"
+	// backend calls: 2
 }

@@ -196,16 +196,23 @@ func (b *bodyReader) readErr() error {
 	return nil
 }
 
-// cancelBody cancels the exchange's timeout context when the response body
-// is closed.
+// cancelBody ends the contexts of the exchange that produced a response
+// (the attempt's per-try timeout and the request's overall one) when the
+// response body is closed. Either cancel may be nil.
 type cancelBody struct {
 	io.ReadCloser
-	cancel context.CancelFunc
+	cancel    context.CancelFunc
+	cancelTry context.CancelFunc
 }
 
 func (b *cancelBody) Close() error {
 	err := b.ReadCloser.Close()
-	b.cancel()
+	if b.cancelTry != nil {
+		b.cancelTry()
+	}
+	if b.cancel != nil {
+		b.cancel()
+	}
 	return err
 }
 

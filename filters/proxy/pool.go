@@ -3,32 +3,68 @@ package proxy
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
 	"slices"
+	"strconv"
+	"sync/atomic"
 	"time"
 
-	"github.com/sluicegw/sluice/internal/httpx"
+	"github.com/sluicegw/sluice/filters/policy"
 	"github.com/sluicegw/sluice/pipeline"
+	"github.com/sluicegw/sluice/resilience"
 )
 
 // Pool is a set of servers with the policy that spreads requests over them
-// and the rules for one exchange with a server (timeout, failure codes). It
+// and the rules for an exchange with a server: time limits, failure codes,
+// and the pipeline's retry and circuit breaker policies the spec names. It
 // is built from a PoolSpec and immutable; requests share it concurrently.
+// Only its counters change, atomically, and the policies' state, which the
+// policies keep (and hand over across a reload that does not change them).
 type Pool struct {
 	servers      []*Server
 	lb           LoadBalancer
 	timeout      time.Duration
+	perTry       time.Duration
 	failureCodes codeSet
+	maxBody      int64          // request body buffered for replay; -1: never
+	clock        pipeline.Clock // nil: the real clock
+	breaker      *policy.Breaker
+	retry        *policy.Retry
+	breakerName  string
+	retryName    string
+	stats        *poolStats // shared with the previous generation after inherit
 }
 
-func newPool(spec *PoolSpec) (*Pool, error) {
-	p := &Pool{timeout: spec.Timeout}
-	for _, ss := range spec.Servers {
+// poolStats are a pool's own counters, behind a pointer for the same
+// reason as serverStats.
+type poolStats struct {
+	retries        atomic.Uint64
+	shortCircuited atomic.Uint64
+	_              [48]byte
+}
+
+// newPool builds the pool of spec, whose field path is field, finding its
+// policies in env.Policies. Errors name the field.
+func newPool(env pipeline.Env, field string, spec *PoolSpec) (*Pool, error) {
+	p := &Pool{
+		timeout:     spec.Timeout,
+		perTry:      spec.PerTryTimeout,
+		maxBody:     spec.ServerMaxBodySize,
+		clock:       env.Clock,
+		breakerName: spec.CircuitBreakerPolicy,
+		retryName:   spec.RetryPolicy,
+		stats:       new(poolStats),
+	}
+	if p.maxBody == 0 {
+		p.maxBody = DefaultServerMaxBodySize
+	}
+	for i, ss := range spec.Servers {
 		s, err := newServer(ss)
 		if err != nil {
-			return nil, err
+			return nil, pipeline.FieldErr(field+".servers["+strconv.Itoa(i)+"]", err)
 		}
 		p.servers = append(p.servers, s)
 	}
@@ -36,7 +72,30 @@ func newPool(spec *PoolSpec) (*Pool, error) {
 	for _, code := range spec.FailureCodes {
 		p.failureCodes.add(code)
 	}
+	var err error
+	if spec.CircuitBreakerPolicy != "" {
+		if p.breaker, err = lookupPolicy[*policy.Breaker](env.Policies, spec.CircuitBreakerPolicy, policy.KindCircuitBreaker); err != nil {
+			return nil, pipeline.FieldErr(field+".circuitBreakerPolicy", err)
+		}
+	}
+	if spec.RetryPolicy != "" {
+		if p.retry, err = lookupPolicy[*policy.Retry](env.Policies, spec.RetryPolicy, policy.KindRetry); err != nil {
+			return nil, pipeline.FieldErr(field+".retryPolicy", err)
+		}
+	}
 	return p, nil
+}
+
+// lookupPolicy finds the policy called name, of kind kind. Its errors wrap
+// pipeline.ErrUnknownPolicy or ErrPolicyKind.
+func lookupPolicy[T any](ps pipeline.Policies, name, kind string) (T, error) {
+	v, err := pipeline.Lookup[T](ps, name, kind)
+	if err != nil {
+		if _, k, ok := ps.Get(name); ok {
+			return v, fmt.Errorf("%w: policy %q is a %s, want a %s", ErrPolicyKind, name, k, kind)
+		}
+	}
+	return v, err
 }
 
 // Servers returns the pool's servers in the order of the spec.
@@ -45,8 +104,8 @@ func (p *Pool) Servers() []*Server { return slices.Clone(p.servers) }
 // LoadBalancer returns the pool's load balancer.
 func (p *Pool) LoadBalancer() LoadBalancer { return p.lb }
 
-// handle sends c's request to a server of p through rt and puts the
-// response into c.
+// handle sends c's request to a server of p through rt, retrying as the
+// pool's policies allow, and puts the response into c.
 func (p *Pool) handle(c *pipeline.Context, rt http.RoundTripper, log *slog.Logger) pipeline.Result {
 	in := c.Request()
 	if err := checkRequest(in); err != nil {
@@ -54,68 +113,23 @@ func (p *Pool) handle(c *pipeline.Context, rt http.RoundTripper, log *slog.Logge
 		c.Respond(http.StatusInternalServerError, "internal error\n")
 		return ResultInternalError
 	}
-	s := p.lb.Choose(in)
-	if s == nil {
-		log.Error("no server available")
-		c.Respond(http.StatusServiceUnavailable, "no server available\n")
-		return ResultInternalError
+	if p.retry != nil {
+		return p.handleRetry(c, in, rt, log)
 	}
-
-	ctx := in.Context()
-	var cancel context.CancelFunc
-	if p.timeout > 0 {
-		ctx, cancel = context.WithTimeout(ctx, p.timeout)
-	}
-	out, body := s.outbound(ctx, in)
-	s.stats.requests.Add(1)
-	resp, err := rt.RoundTrip(out)
-	if err != nil {
-		res := p.fail(c, s, ctx, body, err, log)
-		if cancel != nil {
-			cancel()
-		}
-		return res
-	}
-	httpx.RemoveHopByHop(resp.Header)
-	if cancel != nil {
-		resp.Body = &cancelBody{ReadCloser: resp.Body, cancel: cancel}
-	}
-	c.SetResponse(resp)
-	if p.failureCodes.has(resp.StatusCode) {
-		s.stats.errors.Add(1)
-		return ResultFailureCode
-	}
-	return pipeline.Continue
+	// One attempt: the exchange stays on the stack.
+	var x exchange
+	x.init(p, c, in, rt, log)
+	x.attempt(x.ctx, 1)
+	return x.finish()
 }
 
-// fail sets the response for a failed exchange with s and returns its
-// result. Error messages are logged without the request's URL, which may
-// carry secrets in its query.
-func (p *Pool) fail(c *pipeline.Context, s *Server, ctx context.Context, body *bodyReader, err error, log *slog.Logger) pipeline.Result {
-	if rerr := body.readErr(); rerr != nil {
-		log.Debug("reading the request body failed", "server", s.url, "error", rerr)
-		if _, ok := errors.AsType[*http.MaxBytesError](rerr); ok {
-			c.Respond(http.StatusRequestEntityTooLarge, "request body too large\n")
-		} else {
-			c.Respond(http.StatusBadRequest, "bad request body\n")
-		}
-		return ResultClientError
-	}
-	if c.Context().Err() != nil {
-		// Nobody will read this; it keeps logs from showing a 200.
-		log.Debug("client went away", "server", s.url)
-		c.Respond(http.StatusBadRequest, "")
-		return ResultClientError
-	}
-	s.stats.errors.Add(1)
-	if ctx.Err() == context.DeadlineExceeded || isTimeout(err) {
-		log.Warn("server timed out", "server", s.url, "error", err)
-		c.Respond(http.StatusGatewayTimeout, "gateway timeout\n")
-		return ResultTimeout
-	}
-	log.Warn("server failed", "server", s.url, "error", err)
-	c.Respond(http.StatusBadGateway, "bad gateway\n")
-	return ResultServerError
+// handleRetry is handle with a retry policy: resilience.Retry.Do makes the
+// attempts, within the policy's budget and the overall deadline.
+func (p *Pool) handleRetry(c *pipeline.Context, in *http.Request, rt http.RoundTripper, log *slog.Logger) pipeline.Result {
+	x := new(exchange)
+	x.init(p, c, in, rt, log)
+	p.retry.Get().Do(x.ctx, idempotent(in.Method), x.attempt)
+	return x.finish()
 }
 
 func isTimeout(err error) bool {
@@ -163,8 +177,10 @@ func isTokenByte(b byte) bool {
 }
 
 // inherit takes over prev's state: the load balancer's (the round-robin
-// turn) and the counters of servers with the same URL.
+// turn), the pool's counters and those of servers with the same URL. The
+// policies hand their state over themselves (see filters/policy).
 func (p *Pool) inherit(prev *Pool) {
+	p.stats = prev.stats
 	if inh, ok := p.lb.(inheritor); ok {
 		inh.inherit(prev.lb)
 	}
@@ -184,12 +200,46 @@ func (p *Pool) inherit(prev *Pool) {
 // PoolStatus is one pool's status.
 type PoolStatus struct {
 	Servers []ServerStatus `json:"servers" yaml:"servers"`
+	// CircuitBreakerPolicy names the pool's breaker policy, and
+	// CircuitBreaker is its state and sliding window; both are absent
+	// without a breaker. The breaker is the policy's: pools naming the same
+	// policy share it.
+	CircuitBreakerPolicy string                     `json:"circuitBreakerPolicy,omitempty" yaml:"circuitBreakerPolicy,omitempty"`
+	CircuitBreaker       *resilience.BreakerMetrics `json:"circuitBreaker,omitempty" yaml:"circuitBreaker,omitempty"`
+	// ShortCircuited counts the requests the breaker refused.
+	ShortCircuited uint64 `json:"shortCircuited,omitempty" yaml:"shortCircuited,omitempty"`
+	// RetryPolicy names the pool's retry policy; absent without one.
+	RetryPolicy string `json:"retryPolicy,omitempty" yaml:"retryPolicy,omitempty"`
+	// Retries counts the attempts this pool made after a request's first.
+	Retries uint64 `json:"retries,omitempty" yaml:"retries,omitempty"`
+	// RetryBudget is the retry policy's budget window: the requests and
+	// retries it counted lately (over budgetWindow), across every pool
+	// that names the policy. Absent without a retry policy.
+	RetryBudget *RetryBudgetStatus `json:"retryBudget,omitempty" yaml:"retryBudget,omitempty"`
+}
+
+// RetryBudgetStatus is the state of a retry budget's window.
+type RetryBudgetStatus struct {
+	Requests int64 `json:"requests" yaml:"requests"`
+	Retries  int64 `json:"retries" yaml:"retries"`
 }
 
 func (p *Pool) status() PoolStatus {
-	ps := PoolStatus{Servers: make([]ServerStatus, len(p.servers))}
+	ps := PoolStatus{
+		Servers:        make([]ServerStatus, len(p.servers)),
+		ShortCircuited: p.stats.shortCircuited.Load(),
+		Retries:        p.stats.retries.Load(),
+	}
 	for i, s := range p.servers {
 		ps.Servers[i] = s.status()
+	}
+	if p.breaker != nil {
+		m := p.breaker.Get().Metrics()
+		ps.CircuitBreakerPolicy, ps.CircuitBreaker = p.breakerName, &m
+	}
+	if p.retry != nil {
+		reqs, rets := p.retry.Get().Budget().Counts()
+		ps.RetryPolicy, ps.RetryBudget = p.retryName, &RetryBudgetStatus{Requests: reqs, Retries: rets}
 	}
 	return ps
 }

@@ -23,11 +23,14 @@ const (
 	ResultFailureCode pipeline.Result = "failureCode"
 	// ResultTimeout: the server did not answer in time.
 	ResultTimeout pipeline.Result = "timeout"
+	// ResultShortCircuited: the pool's circuit breaker is open and refused
+	// the request, which was answered 503 without contacting a server.
+	ResultShortCircuited pipeline.Result = "shortCircuited"
 )
 
 // Kind is the Proxy filter kind, to register with a pipeline.Registry.
 var Kind = pipeline.Define("Proxy",
-	[]pipeline.Result{ResultInternalError, ResultClientError, ResultServerError, ResultFailureCode, ResultTimeout},
+	[]pipeline.Result{ResultInternalError, ResultClientError, ResultServerError, ResultFailureCode, ResultTimeout, ResultShortCircuited},
 	func(env pipeline.Env, spec *Spec) (pipeline.Filter, error) {
 		p, err := New(env, spec)
 		if err != nil {
@@ -48,7 +51,11 @@ type Proxy struct {
 
 // New builds a Proxy from spec, which it validates first (zero values mean
 // the documented defaults, as in YAML). It uses env.Transport for upstream
-// calls when set, and otherwise a transport of its own that Close releases.
+// calls when set, and otherwise a transport of its own that Close releases;
+// env.Clock for its time limits (nil means the real clock); and the
+// policies in env.Policies that the pools name, which a pipeline builds
+// from its resilience section. A name that is not there, or names a policy
+// of another kind, is an error naming the pool's field.
 func New(env pipeline.Env, spec *Spec) (*Proxy, error) {
 	if spec == nil {
 		return nil, errors.New("nil spec")
@@ -57,9 +64,9 @@ func New(env pipeline.Env, spec *Spec) (*Proxy, error) {
 		return nil, err
 	}
 	field, ps := spec.mainPool()
-	pool, err := newPool(ps)
+	pool, err := newPool(env, field, ps)
 	if err != nil {
-		return nil, pipeline.FieldErr(field, err) // unreachable after Validate
+		return nil, err
 	}
 	logger := env.Logger
 	if logger == nil {
@@ -82,10 +89,12 @@ func (p *Proxy) Handle(c *pipeline.Context) pipeline.Result {
 func (p *Proxy) Pools() []*Pool { return slices.Clone(p.pools) }
 
 // Inherit takes state over from prev, the Proxy this one replaces: the
-// round-robin turn and the server counters of the main pool, and, when both
-// built their own transports with the same settings, prev's transport with
-// its warm connections. prev keeps working; its Close then leaves the shared
-// transport to p. A prev that is not a *Proxy is ignored.
+// round-robin turn and the pool and server counters of the main pool, and,
+// when both built their own transports with the same settings, prev's
+// transport with its warm connections. prev keeps working; its Close then
+// leaves the shared transport to p. A prev that is not a *Proxy is ignored.
+// The breaker and retry budget are the pipeline's policies, which the
+// pipeline hands over itself.
 func (p *Proxy) Inherit(prev pipeline.Filter) error {
 	old, ok := prev.(*Proxy)
 	if !ok || old == nil || old == p {
@@ -115,7 +124,8 @@ type Status struct {
 	Pools []PoolStatus `json:"pools" yaml:"pools"`
 }
 
-// Status returns a *Status with each server's counters.
+// Status returns a *Status with each pool's counters, each server's, and
+// the state of the pools' breaker and retry policies.
 func (p *Proxy) Status() any {
 	st := &Status{Pools: make([]PoolStatus, len(p.pools))}
 	for i, pl := range p.pools {

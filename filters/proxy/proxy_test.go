@@ -520,6 +520,7 @@ func TestValidation(t *testing.T) {
 		{"no server", "pools:\n- timeout: 1s\n", "pools[0].servers", 2, proxy.ErrNoServer},
 		{"unknown field", "pools:\n- servers:\n  - url: http://a\n    keephost: true\n", "pools[0].servers[0].keephost", 4, pipeline.ErrUnknownField},
 		{"negative timeout", "pools:\n- servers:\n  - url: http://a\n  timeout: -1s\n", "pools[0].timeout", 4, proxy.ErrBadValue},
+		{"negative per-try timeout", "pools:\n- servers:\n  - url: http://a\n  timeout: 1s\n  perTryTimeout: -1s\n", "pools[0].perTryTimeout", 5, proxy.ErrBadValue},
 		{"number timeout", "pools:\n- servers:\n  - url: http://a\n  timeout: 30\n", "pools[0].timeout", 4, nil},
 		{"failure code", "pools:\n- servers:\n  - url: http://a\n  failureCodes: [500, 42]\n", "pools[0].failureCodes[1]", 4, proxy.ErrBadValue},
 		{"body size", "mainPool:\n  servers:\n  - url: http://a\n  serverMaxBodySize: -2\n", "mainPool.serverMaxBodySize", 4, proxy.ErrBadValue},
@@ -572,6 +573,9 @@ pools:
   loadBalance:
     policy: random
   timeout: 1m30s
+  perTryTimeout: 10s
+  retryPolicy: backend-retry
+  circuitBreakerPolicy: backend-cb
   failureCodes: [500, 503]
   serverMaxBodySize: -1
 maxIdleConns: 100
@@ -585,8 +589,8 @@ maxIdleConnsPerHost: 10
 	if err := pipeline.DecodeSpec(raw, &s1); err != nil {
 		t.Fatal(err)
 	}
-	if got := s1.Pools[0].Timeout; got != 90*time.Second {
-		t.Errorf("timeout %v", got)
+	if got := s1.Pools[0]; got.Timeout != 90*time.Second || got.PerTryTimeout != 10*time.Second || got.RetryPolicy != "backend-retry" || got.CircuitBreakerPolicy != "backend-cb" {
+		t.Errorf("pool %+v", got)
 	}
 	out, err := yaml.Marshal(&s1)
 	if err != nil {
@@ -608,7 +612,9 @@ maxIdleConnsPerHost: 10
 		t.Errorf("timeout not written as a duration string:\n%s", out)
 	}
 
-	// The Go path: a spec value through RawOf builds like YAML.
+	// The Go path: a spec value through RawOf builds like YAML (without the
+	// policies, which only a pipeline has).
+	s1.Pools[0].RetryPolicy, s1.Pools[0].CircuitBreakerPolicy = "", ""
 	f, err := proxy.Kind.Build(pipeline.Env{}, pipeline.RawOf(s1))
 	if err != nil {
 		t.Fatal(err)
@@ -809,7 +815,7 @@ func TestSpecFieldNames(t *testing.T) {
 	t.Parallel()
 	want := map[string][]string{
 		"Spec":            {"pools", "mainPool", "maxIdleConns", "maxIdleConnsPerHost"},
-		"PoolSpec":        {"servers", "loadBalance", "timeout", "failureCodes", "serverMaxBodySize"},
+		"PoolSpec":        {"servers", "loadBalance", "timeout", "perTryTimeout", "retryPolicy", "circuitBreakerPolicy", "failureCodes", "serverMaxBodySize"},
 		"ServerSpec":      {"url", "tags", "weight", "keepHost"},
 		"LoadBalanceSpec": {"policy"},
 	}

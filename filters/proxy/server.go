@@ -70,9 +70,9 @@ func (s *Server) KeepHost() bool { return s.keepHost }
 // ServerStatus is one server's counters.
 type ServerStatus struct {
 	URL string `json:"url" yaml:"url"`
-	// Requests counts the requests sent to the server.
+	// Requests counts the attempts sent to the server, retries included.
 	Requests uint64 `json:"requests" yaml:"requests"`
-	// Errors counts the requests the server failed: connection errors,
+	// Errors counts the attempts the server failed: connection errors,
 	// timeouts and responses with a failure code.
 	Errors uint64 `json:"errors" yaml:"errors"`
 }

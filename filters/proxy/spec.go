@@ -14,6 +14,9 @@ import (
 const (
 	DefaultMaxIdleConns        = 10240
 	DefaultMaxIdleConnsPerHost = 1024
+	// DefaultServerMaxBodySize is the largest request body a pool with a
+	// retry policy buffers for replay when serverMaxBodySize is 0: 4 MiB.
+	DefaultServerMaxBodySize = 4 << 20
 )
 
 // Load-balancing policies.
@@ -52,29 +55,64 @@ type Spec struct {
 	MaxIdleConnsPerHost int `yaml:"maxIdleConnsPerHost,omitempty"`
 }
 
-// PoolSpec is one pool of servers and how requests are spread over them.
+// PoolSpec is one pool of servers, how requests are spread over them, and
+// the resilience rules of an exchange with them:
+//
+//	pools:
+//	- servers: [{url: http://127.0.0.1:9095}]
+//	  timeout: 3s                       # the whole request, retries included
+//	  perTryTimeout: 1s                 # each attempt
+//	  retryPolicy: backend-retry        # a Retry policy of the pipeline
+//	  circuitBreakerPolicy: backend-cb  # a CircuitBreaker policy of the pipeline
+//	  failureCodes: [502, 503, 504]
+//
+// The policies are named entries of the pipeline's resilience section; see
+// the package comment for how an exchange uses them.
 type PoolSpec struct {
 	// Servers are the pool's servers; at least one is required.
 	Servers []ServerSpec `yaml:"servers"`
 	// LoadBalance chooses the server for each request. The zero value is
 	// round robin.
 	LoadBalance LoadBalanceSpec `yaml:"loadBalance,omitempty"`
-	// Timeout bounds one exchange with a server, from connecting until the
-	// response body has been read, as a duration string ("30s", "500ms").
+	// Timeout is the overall deadline of a request to the pool, from the
+	// first attempt until the response body has been read, retries and
+	// their backoffs included, as a duration string ("30s", "500ms").
 	// Expiry before the response headers arrive is answered 504 with the
 	// result timeout; expiry while the body streams cuts the body. Empty or
-	// "0s" means no limit beyond the client's own. It is a context deadline
-	// on the real clock (Env.Clock cannot cancel a request in flight), and
-	// also the transport's ResponseHeaderTimeout.
+	// "0s" means no limit beyond the client's own. It runs on Env.Clock
+	// (resilience.WithTimeout), so a fake clock in tests moves it.
 	Timeout time.Duration `yaml:"timeout,omitempty"`
+	// PerTryTimeout bounds each attempt the same way (connecting, headers
+	// and the body of the attempt whose response is kept), inside Timeout.
+	// An attempt that runs out of it counts as failed and may be retried.
+	// Empty or "0s" means no limit beyond Timeout. Not an Easegress field.
+	PerTryTimeout time.Duration `yaml:"perTryTimeout,omitempty"`
+	// RetryPolicy names a Retry policy of the pipeline's resilience section.
+	// A failed attempt (the server could not be reached, broke the
+	// connection, timed out, or answered with one of FailureCodes) is sent
+	// again, with the policy's backoff and within its retry budget, when
+	// the request is replayable: its method is GET, HEAD, OPTIONS, PUT or
+	// DELETE, and it has no body or a body the pool buffered (see
+	// ServerMaxBodySize). Empty means no retries.
+	RetryPolicy string `yaml:"retryPolicy,omitempty"`
+	// CircuitBreakerPolicy names a CircuitBreaker policy of the pipeline's
+	// resilience section. Each attempt asks the breaker first; while it
+	// refuses, the request is answered 503 with the result shortCircuited
+	// and the servers are not contacted. Empty means no breaker.
+	CircuitBreakerPolicy string `yaml:"circuitBreakerPolicy,omitempty"`
 	// FailureCodes are response status codes that make the filter return
 	// the result failureCode (the response is kept, so a jumpIf may replace
-	// it or let it through). Each must be in 100..599. Empty means none.
+	// it or let it through); they count as failures for the breaker and
+	// are retried. Each must be in 100..599. Empty means none.
 	FailureCodes []int `yaml:"failureCodes,omitempty"`
-	// ServerMaxBodySize is accepted for Easegress compatibility: the largest
-	// response body a filter may buffer, -1 for no limit, 0 for the default.
-	// Responses are always streamed for now, so it has no effect yet; values
-	// below -1 are errors.
+	// ServerMaxBodySize is the largest request body, in bytes, that the
+	// pool buffers so that a retry can send it again; it matters only with
+	// a RetryPolicy and an idempotent method (without one, bodies always
+	// stream). 0 means DefaultServerMaxBodySize (4 MiB); -1 means never
+	// buffer, so no request with a body is retried. A body larger than the
+	// limit is streamed and not retried. Values below -1 are errors.
+	// (Easegress uses the field for the response body a filter may buffer;
+	// responses here are always streamed.)
 	ServerMaxBodySize int64 `yaml:"serverMaxBodySize,omitempty"`
 }
 
@@ -152,13 +190,16 @@ func (p *PoolSpec) validate(field string) error {
 	if p.Timeout < 0 {
 		return pipeline.FieldErr(field+".timeout", fmt.Errorf("%w: must not be negative", ErrBadValue))
 	}
+	if p.PerTryTimeout < 0 {
+		return pipeline.FieldErr(field+".perTryTimeout", fmt.Errorf("%w: must not be negative", ErrBadValue))
+	}
 	for i, code := range p.FailureCodes {
 		if code < 100 || code > 599 {
 			return pipeline.FieldErr(field+".failureCodes["+strconv.Itoa(i)+"]", fmt.Errorf("%w: status code %d is not in 100..599", ErrBadValue, code))
 		}
 	}
 	if p.ServerMaxBodySize < -1 {
-		return pipeline.FieldErr(field+".serverMaxBodySize", fmt.Errorf("%w: must be -1 (no limit) or more", ErrBadValue))
+		return pipeline.FieldErr(field+".serverMaxBodySize", fmt.Errorf("%w: must be -1 (never buffer) or more", ErrBadValue))
 	}
 	return nil
 }

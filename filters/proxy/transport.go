@@ -17,11 +17,11 @@ const (
 )
 
 // transportSettings are what a Proxy's own transport is built from. Two
-// generations with equal settings can share one transport.
+// generations with equal settings can share one transport. Time limits are
+// not among them: they are contexts on Env.Clock, set per request.
 type transportSettings struct {
-	maxIdleConns          int
-	maxIdleConnsPerHost   int
-	responseHeaderTimeout time.Duration
+	maxIdleConns        int
+	maxIdleConnsPerHost int
 }
 
 func settingsOf(s *Spec) transportSettings {
@@ -32,8 +32,6 @@ func settingsOf(s *Spec) transportSettings {
 	if ts.maxIdleConnsPerHost == 0 {
 		ts.maxIdleConnsPerHost = DefaultMaxIdleConnsPerHost
 	}
-	_, pool := s.mainPool()
-	ts.responseHeaderTimeout = pool.Timeout
 	return ts
 }
 
@@ -70,7 +68,6 @@ func newHTTPTransport(ts transportSettings) *http.Transport {
 		IdleConnTimeout:       idleConnTimeout,
 		TLSHandshakeTimeout:   tlsHandshakeTimeout,
 		ExpectContinueTimeout: expectContinueTimeout,
-		ResponseHeaderTimeout: ts.responseHeaderTimeout, // 0: none
 		ForceAttemptHTTP2:     true,
 		DisableCompression:    true,
 	}
