@@ -115,6 +115,21 @@ func TestSpecValidate(t *testing.T) {
 		{"rules: [{paths: [{pathRegexp: '[', backend: x}]}]", "rules[0].paths[0].pathRegexp"},
 		{"rules: [{paths: [{methods: ['G T'], backend: x}]}]", "rules[0].paths[0].methods[0]"},
 		{"rules: [{paths: [{path: /a}]}]", "rules[0].paths[0].backend"},
+		{"rules: [{paths: [{path: /a, clientMaxBodySize: -2, backend: x}]}]", "rules[0].paths[0].clientMaxBodySize"},
+		{"readHeaderTimeout: -1s", "readHeaderTimeout"},
+		{"readTimeout: -1s", "readTimeout"},
+		{"writeTimeout: -1s", "writeTimeout"},
+		{"keepAliveTimeout: -1s", "keepAliveTimeout"},
+		{"maxHeaderBytes: -1", "maxHeaderBytes"},
+		{"maxConnections: -1", "maxConnections"},
+		{"clientMaxBodySize: -2", "clientMaxBodySize"},
+		{"trustedProxies: [10.0.0.0/33]", "trustedProxies[0]"},
+		{"trustedProxies: [10.0.0.0/8, proxy.local]", "trustedProxies[1]"},
+		{"trustedProxies: ['fe80::1%eth0']", "trustedProxies[0]"},
+		{"requestIDHeader: 'X Id'", "requestIDHeader"},
+		{"accessLog: {enabled: true, sampling: 1.5}", "accessLog.sampling"},
+		{"accessLog: {sampling: -0.1}", "accessLog.sampling"},
+		{"accessLog: {sampling: .nan}", "accessLog.sampling"},
 	}
 	for _, tt := range tests {
 		s := &Spec{}

@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"path"
 	"regexp"
+	"strconv"
 	"strings"
 )
 
@@ -26,6 +27,8 @@ type route struct {
 	methods methodSet
 	backend string
 	handler http.Handler
+	name    string // "rules[i].paths[j]", for the access log
+	maxBody int64  // 0: no limit
 }
 
 // methodSet is a bitmask of the standard methods plus a list of others.
@@ -88,7 +91,11 @@ func newRouter(spec *Spec, resolve func(string) http.Handler) *router {
 			cr.hostRe = regexp.MustCompile(r.HostRegexp) // validated
 		}
 		for _, p := range r.Paths {
-			cp := route{exact: p.Path, prefix: p.PathPrefix, methods: newMethodSet(p.Methods), backend: p.Backend}
+			cp := route{
+				exact: p.Path, prefix: p.PathPrefix, methods: newMethodSet(p.Methods), backend: p.Backend,
+				name:    "rules[" + strconv.Itoa(i) + "].paths[" + strconv.Itoa(len(cr.paths)) + "]",
+				maxBody: maxBody(spec.ClientMaxBodySize, p.ClientMaxBodySize),
+			}
 			if p.PathRegexp != "" {
 				cp.re = regexp.MustCompile(p.PathRegexp)
 			}

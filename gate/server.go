@@ -10,10 +10,11 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/sluicegw/sluice/pipeline"
 )
 
-// Defaults of the listening http.Server. The full set of configurable
-// limits arrives with the complete gate.
+// Defaults of the listening http.Server, used when the Spec's fields are 0.
 const (
 	DefaultReadHeaderTimeout = 10 * time.Second
 	DefaultIdleTimeout       = 60 * time.Second
@@ -24,6 +25,9 @@ const (
 type Options struct {
 	// Logger; nil discards.
 	Logger *slog.Logger
+	// AccessLogger receives the access log when Spec.AccessLog is enabled;
+	// nil means Logger. Give it a JSON handler for JSON lines.
+	AccessLogger *slog.Logger
 	// Resolve returns the handler for a backend pipeline name. It is called
 	// once per route when the server is built; the handler it returns must
 	// find the current generation of the pipeline per request (and answer
@@ -46,26 +50,29 @@ type Server struct {
 	router *router
 	logger *slog.Logger
 	stats  *counters
+	id     identity
+	access *accessLog // nil when disabled
 
 	mu sync.Mutex
 	l  *listener
 }
 
 type counters struct {
-	requests, notFound, methodNotAllowed, badPath atomic.Uint64
+	requests, notFound, methodNotAllowed, badPath, bodyTooLarge atomic.Uint64
 }
 
 // listener is shared by the generations of one server while its address
 // stays the same.
 type listener struct {
-	addr    string
-	ln      net.Listener
-	srv     *http.Server
-	current atomic.Pointer[Server]
-	owner   atomic.Pointer[Server]
-	served  atomic.Bool
-	stopped atomic.Bool // the listening socket was closed on purpose
-	done    chan struct{}
+	addr     string
+	ln       net.Listener
+	settings listenerSettings
+	srv      *http.Server
+	current  atomic.Pointer[Server]
+	owner    atomic.Pointer[Server]
+	served   atomic.Bool
+	stopped  atomic.Bool // the listening socket was closed on purpose
+	done     chan struct{}
 }
 
 func (l *listener) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -88,23 +95,61 @@ func New(name string, spec *Spec, opts Options) (*Server, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	return &Server{
+	srv := &Server{
 		name:   name,
 		spec:   *spec,
 		router: newRouter(spec, opts.Resolve),
 		logger: logger.With("server", name),
 		stats:  &counters{},
-	}, nil
+		id:     newIdentity(spec),
+	}
+	if spec.AccessLog.Enabled {
+		al := srv.logger
+		if opts.AccessLogger != nil {
+			al = opts.AccessLogger.With("server", name)
+		}
+		srv.access = &accessLog{logger: al, sampling: spec.AccessLog.Sampling}
+	}
+	return srv, nil
 }
 
-// ServeHTTP routes r to its backend pipeline, or answers 404 or 405.
+// ServeHTTP works out the client's address and the request ID (see
+// ClientIP and RequestID), then routes r to its backend pipeline, or
+// answers 400, 404, 405 or 413; and writes the access log line.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.stats.requests.Add(1)
+	peer := pipeline.PeerAddr(r.RemoteAddr)
+	trusted := s.id.trusts(peer)
+	ri := &pipeline.RequestInfo{ClientIP: peer}
+	if trusted {
+		ri.ClientIP = s.id.clientIP(r.Header, peer)
+	}
+	ri.RequestID = s.id.requestID(r.Header, trusted)
+	r = pipeline.WithRequestInfo(r, ri)
+	if s.access == nil || !s.access.sample() {
+		s.route(w, w, r)
+		return
+	}
+	start := time.Now()
+	lw := &loggingWriter{ResponseWriter: w}
+	var body *countingBody
+	if r.Body != nil && r.Body != http.NoBody {
+		body = &countingBody{ReadCloser: r.Body}
+		r.Body = body // r is our own copy
+	}
+	rt := s.route(lw, w, r)
+	s.access.log(r, lw, body, rt, ri, time.Since(start))
+}
+
+// route answers r, writing to w; conn is the server's own writer, which
+// http.MaxBytesReader needs to close the connection after a 413. It
+// returns the matched route, if any.
+func (s *Server) route(w, conn http.ResponseWriter, r *http.Request) *route {
 	r, ok := cleanPath(r)
 	if !ok {
 		s.stats.badPath.Add(1)
 		http.Error(w, "bad request: ambiguous path", http.StatusBadRequest)
-		return
+		return nil
 	}
 	path := r.URL.Path
 	if path == "" {
@@ -117,17 +162,26 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			s.stats.methodNotAllowed.Add(1)
 			w.Header().Set("Allow", s.router.allowed(host, path))
 			http.Error(w, "method not allowed", status)
-			return
+			return nil
 		}
 		s.stats.notFound.Add(1)
 		http.NotFound(w, r)
-		return
+		return nil
+	}
+	if rt.maxBody > 0 && r.Body != nil && r.Body != http.NoBody {
+		if r.ContentLength > rt.maxBody {
+			s.stats.bodyTooLarge.Add(1)
+			http.Error(w, "request body too large", http.StatusRequestEntityTooLarge)
+			return rt
+		}
+		r.Body = http.MaxBytesReader(conn, r.Body, rt.maxBody)
 	}
 	if rt.handler == nil {
 		http.Error(w, "service unavailable", http.StatusServiceUnavailable)
-		return
+		return rt
 	}
 	rt.handler.ServeHTTP(w, r)
+	return rt
 }
 
 // Inherit takes over prev's listener, if prev has one on the same address,
@@ -160,12 +214,18 @@ func (s *Server) Listen() error {
 	if err != nil {
 		return fmt.Errorf("server %q: listen: %w", s.name, err)
 	}
-	l := &listener{addr: addr, ln: ln, done: make(chan struct{})}
+	ls := s.spec.listenerSettings()
+	if ls.maxConnections > 0 {
+		ln = newLimitListener(ln, ls.maxConnections)
+	}
+	l := &listener{addr: addr, ln: ln, settings: ls, done: make(chan struct{})}
 	l.srv = &http.Server{
 		Handler:           l,
-		ReadHeaderTimeout: DefaultReadHeaderTimeout,
-		IdleTimeout:       DefaultIdleTimeout,
-		MaxHeaderBytes:    DefaultMaxHeaderBytes,
+		ReadHeaderTimeout: ls.readHeaderTimeout,
+		ReadTimeout:       ls.readTimeout,
+		WriteTimeout:      ls.writeTimeout,
+		IdleTimeout:       ls.idleTimeout,
+		MaxHeaderBytes:    ls.maxHeaderBytes,
 		ErrorLog:          slog.NewLogLogger(s.logger.Handler(), slog.LevelDebug),
 	}
 	l.owner.Store(s)
@@ -268,11 +328,23 @@ type Status struct {
 	NotFound         uint64 `json:"notFound" yaml:"notFound"`
 	MethodNotAllowed uint64 `json:"methodNotAllowed" yaml:"methodNotAllowed"`
 	BadPath          uint64 `json:"badPath" yaml:"badPath"`
+	// BodyTooLarge counts the requests answered 413 because their
+	// Content-Length exceeded the path's clientMaxBodySize.
+	BodyTooLarge uint64 `json:"bodyTooLarge" yaml:"bodyTooLarge"`
+	// PendingRestart is true when the running listener's listener-level
+	// settings (timeouts, maxHeaderBytes, maxConnections) differ from the
+	// spec's: they take effect only when the listener is recreated.
+	PendingRestart bool `json:"pendingRestart,omitempty" yaml:"pendingRestart,omitempty"`
 }
 
 // Status reports the bound address and request counters.
 func (s *Server) Status() Status {
+	s.mu.Lock()
+	l := s.l
+	s.mu.Unlock()
 	return Status{
+		PendingRestart:   l != nil && l.settings != s.spec.listenerSettings(),
+		BodyTooLarge:     s.stats.bodyTooLarge.Load(),
 		Address:          s.Addr(),
 		Requests:         s.stats.requests.Load(),
 		NotFound:         s.stats.notFound.Load(),

@@ -7,6 +7,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/sluicegw/sluice/pipeline"
 )
@@ -17,11 +18,17 @@ import (
 //	name: server-demo
 //	port: 10080
 //	keepAlive: true
+//	keepAliveTimeout: 60s
+//	maxConnections: 10000
+//	clientMaxBodySize: 4194304
+//	trustedProxies: [10.0.0.0/8]
+//	accessLog: {enabled: true, sampling: 0.1}
 //	rules:
 //	  - host: api.example.com
 //	    paths:
 //	      - pathPrefix: /pipeline
 //	        methods: [GET, POST]
+//	        clientMaxBodySize: -1
 //	        backend: pipeline-demo
 type Spec struct {
 	// Port is the TCP port to listen on. 0 picks a free port (tests); the
@@ -36,6 +43,60 @@ type Spec struct {
 	// Rules are matched in order; the first rule whose host matches and one
 	// of whose paths matches wins.
 	Rules []Rule `yaml:"rules,omitempty"`
+
+	// ReadHeaderTimeout is how long a client may take to send a request's
+	// headers. 0 means DefaultReadHeaderTimeout (10s). Listener-level: see
+	// the package comment.
+	ReadHeaderTimeout time.Duration `yaml:"readHeaderTimeout,omitempty"`
+	// ReadTimeout bounds reading a whole request, body included. 0 means
+	// no limit. Listener-level.
+	ReadTimeout time.Duration `yaml:"readTimeout,omitempty"`
+	// WriteTimeout bounds the time from the end of the request headers to
+	// the end of the response. 0 means no limit. Listener-level.
+	WriteTimeout time.Duration `yaml:"writeTimeout,omitempty"`
+	// KeepAliveTimeout is how long an idle keep-alive connection is kept
+	// open. 0 means DefaultIdleTimeout (60s). Listener-level.
+	KeepAliveTimeout time.Duration `yaml:"keepAliveTimeout,omitempty"`
+	// MaxHeaderBytes bounds the size of a request's header block; a
+	// larger one is answered 431. 0 means DefaultMaxHeaderBytes (1 MiB).
+	// Listener-level.
+	MaxHeaderBytes int `yaml:"maxHeaderBytes,omitempty"`
+	// MaxConnections bounds the connections open at once. Connections
+	// beyond it are not refused: they wait in the kernel's accept backlog
+	// until one closes. 0 means no limit. Listener-level.
+	MaxConnections int `yaml:"maxConnections,omitempty"`
+	// ClientMaxBodySize bounds a request body in bytes, for every path
+	// that does not set its own. A request whose Content-Length exceeds it
+	// is answered 413 before it reaches the pipeline; a body that exceeds
+	// it while streaming makes the pipeline's read fail with an
+	// *http.MaxBytesError. 0 and -1 mean no limit (unlike Easegress, whose
+	// default is 4 MiB).
+	ClientMaxBodySize int64 `yaml:"clientMaxBodySize,omitempty"`
+
+	// TrustedProxies are the CIDRs (IPv4 or IPv6; a bare address is a
+	// /32 or /128) of the proxies in front of the server. Only when the
+	// direct peer is one of them is the client address taken from
+	// X-Forwarded-For (the rightmost address that is not a trusted proxy),
+	// else X-Real-IP, else Forwarded (RFC 7239 for=); and only from them is
+	// an incoming request ID kept. Empty trusts no one. See ClientIP.
+	TrustedProxies []string `yaml:"trustedProxies,omitempty"`
+	// RequestIDHeader is the header that carries the request ID. Empty
+	// means DefaultRequestIDHeader (X-Request-Id). See RequestID.
+	RequestIDHeader string `yaml:"requestIDHeader,omitempty"`
+	// AccessLog configures the access log; it is off by default.
+	AccessLog AccessLog `yaml:"accessLog"`
+}
+
+// AccessLog configures the access log: one structured line ("access", at
+// level Info) per sampled request, written to Options.AccessLogger.
+type AccessLog struct {
+	// Enabled turns the access log on. Default false: no cost at all.
+	Enabled bool `yaml:"enabled"`
+	// Sampling is the share of requests logged, 0 to 1. Default 1 (set by
+	// SetDefaults; the zero value logs nothing). Sampling is
+	// deterministic: of every n requests, n×sampling are logged, spread
+	// evenly by a request counter.
+	Sampling float64 `yaml:"sampling"`
 }
 
 // Rule matches a request by host, then by one of its paths.
@@ -57,12 +118,20 @@ type Path struct {
 	PathPrefix string   `yaml:"pathPrefix,omitempty"`
 	PathRegexp string   `yaml:"pathRegexp,omitempty"`
 	Methods    []string `yaml:"methods,omitempty"`
+	// ClientMaxBodySize bounds the request body on this path and wins
+	// over the server's: 0 means the server's ClientMaxBodySize, -1 means
+	// no limit.
+	ClientMaxBodySize int64 `yaml:"clientMaxBodySize,omitempty"`
 	// Backend is the name of the pipeline that handles matching requests.
 	Backend string `yaml:"backend"`
 }
 
-// SetDefaults sets KeepAlive.
-func (s *Spec) SetDefaults() { s.KeepAlive = true }
+// SetDefaults sets KeepAlive and AccessLog.Sampling. The other defaults are
+// those of the zero values, documented on the fields.
+func (s *Spec) SetDefaults() {
+	s.KeepAlive = true
+	s.AccessLog.Sampling = 1
+}
 
 // Validate checks the spec; errors name the field.
 func (s *Spec) Validate() error {
@@ -71,6 +140,39 @@ func (s *Spec) Validate() error {
 	}
 	if s.Address != "" && net.ParseIP(s.Address) == nil {
 		return pipeline.FieldErr("address", fmt.Errorf("%q is not an IP address", s.Address))
+	}
+	for _, d := range []struct {
+		field string
+		v     time.Duration
+	}{
+		{"readHeaderTimeout", s.ReadHeaderTimeout},
+		{"readTimeout", s.ReadTimeout},
+		{"writeTimeout", s.WriteTimeout},
+		{"keepAliveTimeout", s.KeepAliveTimeout},
+	} {
+		if d.v < 0 {
+			return pipeline.FieldErr(d.field, errors.New("must not be negative"))
+		}
+	}
+	if s.MaxHeaderBytes < 0 {
+		return pipeline.FieldErr("maxHeaderBytes", errors.New("must not be negative"))
+	}
+	if s.MaxConnections < 0 {
+		return pipeline.FieldErr("maxConnections", errors.New("must not be negative"))
+	}
+	if s.ClientMaxBodySize < -1 {
+		return pipeline.FieldErr("clientMaxBodySize", errors.New("must be -1 (no limit), 0 (no limit) or a size in bytes"))
+	}
+	for i, p := range s.TrustedProxies {
+		if _, err := parsePrefix(p); err != nil {
+			return pipeline.FieldErr("trustedProxies["+strconv.Itoa(i)+"]", err)
+		}
+	}
+	if s.RequestIDHeader != "" && !isToken(s.RequestIDHeader) {
+		return pipeline.FieldErr("requestIDHeader", fmt.Errorf("%q is not a header name", s.RequestIDHeader))
+	}
+	if !(s.AccessLog.Sampling >= 0 && s.AccessLog.Sampling <= 1) {
+		return pipeline.FieldErr("accessLog.sampling", errors.New("must be between 0 and 1"))
 	}
 	for i, r := range s.Rules {
 		rf := "rules[" + strconv.Itoa(i) + "]"
@@ -105,9 +207,12 @@ func (s *Spec) Validate() error {
 				}
 			}
 			for k, m := range p.Methods {
-				if !validMethod(m) {
+				if !isToken(m) {
 					return pipeline.FieldErr(pf+".methods["+strconv.Itoa(k)+"]", fmt.Errorf("%q is not an HTTP method", m))
 				}
+			}
+			if p.ClientMaxBodySize < -1 {
+				return pipeline.FieldErr(pf+".clientMaxBodySize", errors.New("must be -1 (no limit), 0 (the server's) or a size in bytes"))
 			}
 			if p.Backend == "" {
 				return pipeline.FieldErr(pf+".backend", errors.New("a path needs a backend pipeline"))
@@ -122,7 +227,8 @@ func (s *Spec) ListenAddress() string {
 	return net.JoinHostPort(s.Address, strconv.Itoa(int(s.Port)))
 }
 
-func validMethod(m string) bool {
+// isToken reports whether m is an RFC 9110 token (a method or header name).
+func isToken(m string) bool {
 	if m == "" {
 		return false
 	}

@@ -55,7 +55,6 @@ package ratelimiter
 import (
 	"encoding/binary"
 	"hash/maphash"
-	"net"
 	"net/http"
 	"strconv"
 	"sync/atomic"
@@ -222,12 +221,12 @@ func retryAfterSeconds(d time.Duration) int64 {
 	return max(int64((d+time.Second-1)/time.Second), 1)
 }
 
-// clientIP returns the client address a clientIP policy keys on: the host
-// of the peer's address. It is the one place to change when the gate hands
-// over the real client IP from trusted proxies.
+// clientIP returns the client address a clientIP policy keys on: the real
+// client IP the gate worked out from its trusted proxies, or the peer's
+// address for a request that did not come through a gate.
 func clientIP(r *http.Request) string {
-	if host, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
-		return host
+	if ip := pipeline.ClientIP(r); ip.IsValid() {
+		return ip.String()
 	}
 	return r.RemoteAddr
 }

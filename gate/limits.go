@@ -1,0 +1,102 @@
+package gate
+
+import (
+	"net"
+	"sync"
+	"time"
+)
+
+// listenerSettings are the settings fixed when a listener is created: they
+// are fields of the running http.Server (or the listener itself), which
+// cannot change under it without a race. A later generation with other
+// settings on the same address keeps the running ones; Status reports
+// PendingRestart until the listener is recreated.
+type listenerSettings struct {
+	readHeaderTimeout, readTimeout, writeTimeout, idleTimeout time.Duration
+	maxHeaderBytes, maxConnections                            int
+}
+
+// listenerSettings resolves the spec's listener-level settings, defaults
+// included.
+func (s *Spec) listenerSettings() listenerSettings {
+	ls := listenerSettings{
+		readHeaderTimeout: s.ReadHeaderTimeout,
+		readTimeout:       s.ReadTimeout,
+		writeTimeout:      s.WriteTimeout,
+		idleTimeout:       s.KeepAliveTimeout,
+		maxHeaderBytes:    s.MaxHeaderBytes,
+		maxConnections:    s.MaxConnections,
+	}
+	if ls.readHeaderTimeout == 0 {
+		ls.readHeaderTimeout = DefaultReadHeaderTimeout
+	}
+	if ls.idleTimeout == 0 {
+		ls.idleTimeout = DefaultIdleTimeout
+	}
+	if ls.maxHeaderBytes == 0 {
+		ls.maxHeaderBytes = DefaultMaxHeaderBytes
+	}
+	return ls
+}
+
+// maxBody resolves the body limit of a path: the path's own wins over the
+// server's; 0 in the result means no limit.
+func maxBody(server, path int64) int64 {
+	n := server
+	if path != 0 {
+		n = path
+	}
+	if n < 0 {
+		return 0
+	}
+	return n
+}
+
+// limitListener accepts at most cap(sem) connections at once. Accept waits
+// for one to close before it accepts another, so that connections beyond
+// the limit wait in the kernel's backlog instead of being refused.
+type limitListener struct {
+	net.Listener
+	sem       chan struct{}
+	closeOnce sync.Once
+	closed    chan struct{}
+}
+
+func newLimitListener(l net.Listener, n int) *limitListener {
+	return &limitListener{Listener: l, sem: make(chan struct{}, n), closed: make(chan struct{})}
+}
+
+func (l *limitListener) Accept() (net.Conn, error) {
+	select {
+	case l.sem <- struct{}{}:
+	case <-l.closed:
+		return nil, net.ErrClosed
+	}
+	c, err := l.Listener.Accept()
+	if err != nil {
+		<-l.sem
+		return nil, err
+	}
+	return &limitConn{Conn: c, release: func() { <-l.sem }}, nil
+}
+
+func (l *limitListener) Close() error {
+	err := l.Listener.Close()
+	l.closeOnce.Do(func() { close(l.closed) })
+	return err
+}
+
+// limitConn gives its slot back when it is closed, once.
+type limitConn struct {
+	net.Conn
+	once    sync.Once
+	release func()
+}
+
+func (c *limitConn) Close() error {
+	err := c.Conn.Close()
+	c.once.Do(c.release)
+	return err
+}
+
+var _ net.Listener = (*limitListener)(nil)

@@ -1,0 +1,60 @@
+package pipeline
+
+import (
+	"context"
+	"net/http"
+	"net/netip"
+)
+
+// RequestInfo is what a gate learned about a request before routing it:
+// the real client address (from trusted proxies' headers) and the request
+// ID. It travels in the request's context; filters read it with ClientIP
+// and RequestID.
+type RequestInfo struct {
+	ClientIP  netip.Addr
+	RequestID string
+}
+
+type requestInfoKey struct{}
+
+// WithRequestInfo returns r carrying info in its context. Gates call it
+// once per request, before routing.
+func WithRequestInfo(r *http.Request, info *RequestInfo) *http.Request {
+	return r.WithContext(context.WithValue(r.Context(), requestInfoKey{}, info))
+}
+
+// RequestInfoOf returns the RequestInfo a gate attached to r, or nil.
+func RequestInfoOf(r *http.Request) *RequestInfo {
+	info, _ := r.Context().Value(requestInfoKey{}).(*RequestInfo)
+	return info
+}
+
+// ClientIP returns the address of the client that sent r: the one its gate
+// worked out from trusted proxies' headers, or, for a request that did not
+// come through a gate, the address of r.RemoteAddr; the zero Addr when
+// neither is known. IPv4-mapped IPv6 addresses are returned as IPv4.
+func ClientIP(r *http.Request) netip.Addr {
+	if info := RequestInfoOf(r); info != nil {
+		return info.ClientIP
+	}
+	return PeerAddr(r.RemoteAddr)
+}
+
+// RequestID returns the ID r's gate gave it, or "".
+func RequestID(r *http.Request) string {
+	if info := RequestInfoOf(r); info != nil {
+		return info.RequestID
+	}
+	return ""
+}
+
+// PeerAddr parses a RemoteAddr (host:port, or a bare address).
+func PeerAddr(remote string) netip.Addr {
+	if ap, err := netip.ParseAddrPort(remote); err == nil {
+		return ap.Addr().Unmap()
+	}
+	if a, err := netip.ParseAddr(remote); err == nil {
+		return a.Unmap()
+	}
+	return netip.Addr{}
+}
