@@ -13,7 +13,8 @@
 // the requests their filter matches, and health checks. The Easegress v1
 // spelling mainPool is accepted as that single pool.
 //
-// The pool's LoadBalancer picks a Server (roundRobin by default, or random).
+// The pool's LoadBalancer picks a Server (roundRobin by default; see Load
+// balancing).
 // The outbound request follows the rules of httputil.ReverseProxy's Rewrite
 // hook, in a small core of this package rather than ReverseProxy itself,
 // because the response goes into the Context instead of to the client:
@@ -31,6 +32,38 @@
 // The response's hop-by-hop headers are removed and its body is left
 // streaming; the pipeline writes it with pipeline.WriteResponse.
 //
+// # Load balancing
+//
+// loadBalance.policy is one of Easegress's roundRobin, random,
+// weightedRandom (by server weight), ipHash (the host of RemoteAddr) and
+// headerHash (the value of headerHashKey; requests without it are taken in
+// turn), or one of two policies that learn from outcomes: leastRequest
+// picks two servers at random and takes the one with fewer attempts in
+// flight, and ewma takes the one with the lower peak-EWMA latency × (attempts
+// in flight + 1), the average decaying with ewmaDecay (10s) on Env.Clock.
+// These two implement FeedbackBalancer: the pool reports each attempt's
+// time to the response headers and whether it failed (a failure counts as
+// at least 1s). Their counts and averages live with the server's counters,
+// so they survive a reload that keeps the server's URL.
+//
+// The hash policies map a key's hash to a server through loadBalance.hashing:
+// a Maglev table (the default; 65537 entries, or a prime of at least 100
+// per server), a ring of 160 points per server, or modulo. Maglev and the
+// ring move about 1/n of the keys when one of n servers leaves or joins;
+// modulo moves most. The hashes depend only on the key and the servers'
+// URLs, so gateways with the same servers agree.
+//
+// loadBalance.stickySession keeps a session on one server in front of the
+// policy, as in Easegress: CookieConsistentHash hashes the cookie
+// appCookieName; DurationBased sets a cookie lbCookieName
+// (EG_SESSION_STICKY) naming the server by a hash of its URL, for
+// lbCookieExpire (2h), and honours it while that server is in the pool;
+// ApplicationBased sets that cookie when the server sets appCookieName and
+// sends requests with appCookieName to the server it names, or else to the
+// one appCookieName's value hashes to. Requests without a session go to
+// the policy. Choose, Done and the cookie checks do not allocate; setting a
+// cookie does.
+//
 // # Resilience
 //
 // A pool may name a CircuitBreaker and a Retry policy of the pipeline's
@@ -42,7 +75,7 @@
 //	└─ Retry.Do: attempt 1, 2, … with backoff, within the retry budget
 //	   └─ Breaker.Acquire ── refused ─► 503, shortCircuited, no server contacted
 //	      └─ per-try deadline (perTryTimeout) ─► choose a server ─► round trip
-//	         └─ outcome ─► Permit.Done(failed) or Permit.Release
+//	         └─ outcome ─► LoadBalancer feedback, Permit.Done(failed) or Permit.Release
 //
 // An attempt's outcome is classified once, for the breaker, the retry and
 // the result alike:

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"time"
 
 	"github.com/sluicegw/sluice/internal/httpx"
 	"github.com/sluicegw/sluice/pipeline"
@@ -117,9 +118,16 @@ func (x *exchange) attempt(ctx context.Context, n int) (retry bool, err error) {
 		out.Body = body
 	}
 	s.stats.requests.Add(1)
+	var start time.Time
+	if p.feedback != nil {
+		start = p.now()
+	}
 	resp, err := x.rt.RoundTrip(out)
 	if err != nil {
 		failed := x.failed(s, tctx, body, err, n)
+		if p.feedback != nil {
+			p.feedback.Done(s, p.now().Sub(start), failed)
+		}
 		if tcancel != nil {
 			tcancel()
 		}
@@ -132,13 +140,20 @@ func (x *exchange) attempt(ctx context.Context, n int) (retry bool, err error) {
 	}
 	httpx.RemoveHopByHop(resp.Header)
 	x.resp, x.tryCancel = resp, tcancel
-	if p.failureCodes.has(resp.StatusCode) {
+	failed := p.failureCodes.has(resp.StatusCode)
+	if p.feedback != nil {
+		p.feedback.Done(s, p.now().Sub(start), failed)
+	}
+	if failed {
 		s.stats.errors.Add(1)
 		permit.Done(true)
 		x.res = ResultFailureCode
 		return x.replay, errFailureCode
 	}
 	permit.Done(false)
+	if p.responder != nil {
+		p.responder.respond(x.in, resp, s)
+	}
 	x.res = pipeline.Continue
 	return false, nil
 }

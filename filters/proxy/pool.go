@@ -26,6 +26,8 @@ import (
 type Pool struct {
 	servers      []*Server
 	lb           LoadBalancer
+	feedback     FeedbackBalancer // lb, when it takes feedback
+	responder    responder        // lb, when it adds to responses
 	timeout      time.Duration
 	perTry       time.Duration
 	failureCodes codeSet
@@ -68,7 +70,9 @@ func newPool(env pipeline.Env, field string, spec *PoolSpec) (*Pool, error) {
 		}
 		p.servers = append(p.servers, s)
 	}
-	p.lb = newLoadBalancer(spec.LoadBalance.Policy, p.servers)
+	p.lb = newLoadBalancer(&spec.LoadBalance, p.servers, env.Clock)
+	p.feedback, _ = p.lb.(FeedbackBalancer)
+	p.responder, _ = p.lb.(responder)
 	for _, code := range spec.FailureCodes {
 		p.failureCodes.add(code)
 	}
@@ -132,6 +136,14 @@ func (p *Pool) handleRetry(c *pipeline.Context, in *http.Request, rt http.RoundT
 	return x.finish()
 }
 
+// now is the pool's clock's time.
+func (p *Pool) now() time.Time {
+	if p.clock == nil {
+		return time.Now()
+	}
+	return p.clock.Now()
+}
+
 func isTimeout(err error) bool {
 	if errors.Is(err, context.DeadlineExceeded) {
 		return true
@@ -177,7 +189,8 @@ func isTokenByte(b byte) bool {
 }
 
 // inherit takes over prev's state: the load balancer's (the round-robin
-// turn), the pool's counters and those of servers with the same URL. The
+// turn), the pool's counters and those of servers with the same URL, with
+// their load-balancing state (attempts in flight, ewma latency). The
 // policies hand their state over themselves (see filters/policy).
 func (p *Pool) inherit(prev *Pool) {
 	p.stats = prev.stats

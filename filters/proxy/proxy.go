@@ -89,7 +89,9 @@ func (p *Proxy) Handle(c *pipeline.Context) pipeline.Result {
 func (p *Proxy) Pools() []*Pool { return slices.Clone(p.pools) }
 
 // Inherit takes state over from prev, the Proxy this one replaces: the
-// round-robin turn and the pool and server counters of the main pool, and,
+// round-robin turn (also that of the hash policies' fallback) and the pool
+// and server counters of the main pool, with the servers' attempts in
+// flight and ewma latencies for leastRequest and ewma, and,
 // when both built their own transports with the same settings, prev's
 // transport with its warm connections. prev keeps working; its Close then
 // leaves the shared transport to p. A prev that is not a *Proxy is ignored.

@@ -814,10 +814,11 @@ func idleConnGoroutines() bool {
 func TestSpecFieldNames(t *testing.T) {
 	t.Parallel()
 	want := map[string][]string{
-		"Spec":            {"pools", "mainPool", "maxIdleConns", "maxIdleConnsPerHost"},
-		"PoolSpec":        {"servers", "loadBalance", "timeout", "perTryTimeout", "retryPolicy", "circuitBreakerPolicy", "failureCodes", "serverMaxBodySize"},
-		"ServerSpec":      {"url", "tags", "weight", "keepHost"},
-		"LoadBalanceSpec": {"policy"},
+		"Spec":              {"pools", "mainPool", "maxIdleConns", "maxIdleConnsPerHost"},
+		"PoolSpec":          {"servers", "loadBalance", "timeout", "perTryTimeout", "retryPolicy", "circuitBreakerPolicy", "failureCodes", "serverMaxBodySize"},
+		"ServerSpec":        {"url", "tags", "weight", "keepHost"},
+		"LoadBalanceSpec":   {"policy", "headerHashKey", "hashing", "ewmaDecay", "stickySession"},
+		"StickySessionSpec": {"mode", "appCookieName", "lbCookieName", "lbCookieExpire"},
 	}
 	seen := map[string]bool{}
 	var walk func(rt reflect.Type)

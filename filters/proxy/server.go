@@ -3,6 +3,8 @@ package proxy
 import (
 	"net/url"
 	"slices"
+	"strconv"
+	"sync"
 	"sync/atomic"
 )
 
@@ -18,16 +20,24 @@ type Server struct {
 	weight   int
 	tags     []string
 	keepHost bool
+	id       string // names the server in sticky-session cookies: a hash of url
 
 	stats *serverStats // shared with the previous generation after Inherit
 }
 
-// serverStats are a server's counters. They live behind a pointer so that a
-// new generation of the Proxy can keep counting where the old one left off.
+// serverStats are a server's counters and the load-balancing state that
+// follows the server across generations (attempts in flight, the ewma
+// latency). They live behind a pointer so that a new generation of the
+// Proxy can keep counting where the old one left off, and attempts of the
+// old generation still in flight are counted out of the same counter.
 type serverStats struct {
 	requests atomic.Uint64
 	errors   atomic.Uint64
-	_        [48]byte // keep the next server's counters off this cache line
+	inflight atomic.Int64  // leastRequest and ewma: attempts chosen and not Done
+	ewma     atomic.Uint64 // ewma: the peak-EWMA latency in ns, float64 bits; 0: no sample
+	ewmaAt   atomic.Int64  // ewma: the time of the last sample, Unix ns
+	ewmaMu   sync.Mutex    // serialises ewma updates
+	_        [64]byte      // keep the next server's counters off these cache lines
 }
 
 func newServer(spec ServerSpec) (*Server, error) {
@@ -43,6 +53,7 @@ func newServer(spec ServerSpec) (*Server, error) {
 		weight:   spec.Weight,
 		tags:     slices.Clone(spec.Tags),
 		keepHost: spec.KeepHost,
+		id:       strconv.FormatUint(hashString(spec.URL), 16),
 		stats:    new(serverStats),
 	}
 	if s.path == "/" {

@@ -4,7 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/sluicegw/sluice/pipeline"
@@ -19,10 +21,46 @@ const (
 	DefaultServerMaxBodySize = 4 << 20
 )
 
-// Load-balancing policies.
+// Load-balancing policies (loadBalance.policy).
 const (
+	// PolicyRoundRobin takes the servers in turn (the default).
 	PolicyRoundRobin = "roundRobin"
-	PolicyRandom     = "random"
+	// PolicyRandom picks a server uniformly at random.
+	PolicyRandom = "random"
+	// PolicyWeightedRandom picks a server at random in proportion to its
+	// weight; weight 0 is never picked unless every weight is 0.
+	PolicyWeightedRandom = "weightedRandom"
+	// PolicyIPHash sends each client IP (the host of RemoteAddr) to the
+	// same server, through the pool's hashing.
+	PolicyIPHash = "ipHash"
+	// PolicyHeaderHash sends each value of the header headerHashKey to the
+	// same server, through the pool's hashing; requests without the header
+	// are taken in turn.
+	PolicyHeaderHash = "headerHash"
+	// PolicyLeastRequest picks two servers at random and takes the one with
+	// fewer attempts in flight (the power of two choices). Not in Easegress.
+	PolicyLeastRequest = "leastRequest"
+	// PolicyEWMA picks two servers at random and takes the one with the
+	// lower peak-EWMA latency × (attempts in flight + 1). Not in Easegress.
+	PolicyEWMA = "ewma"
+)
+
+// policies are the load-balancing policies, as listed in errors.
+var policies = []string{PolicyRoundRobin, PolicyRandom, PolicyWeightedRandom, PolicyIPHash, PolicyHeaderHash, PolicyLeastRequest, PolicyEWMA}
+
+// Consistent-hashing schemes (loadBalance.hashing) of the hash policies.
+const (
+	// HashingMaglev is a Maglev lookup table (the default): a prime number
+	// of entries, DefaultMaglevTableSize or 100 per server when that is
+	// more, spread evenly; removing one of n servers moves about 1/n of the
+	// keys.
+	HashingMaglev = "maglev"
+	// HashingRing is a consistent-hash ring with RingVirtualNodes points
+	// per server; removing a server moves only its own keys.
+	HashingRing = "ring"
+	// HashingModulo is the hash modulo the number of servers; a change of
+	// the servers moves almost every key.
+	HashingModulo = "modulo"
 )
 
 // Spec is the Proxy filter's configuration, with Easegress v2 field names:
@@ -132,11 +170,61 @@ type ServerSpec struct {
 	KeepHost bool `yaml:"keepHost,omitempty"`
 }
 
-// LoadBalanceSpec chooses how a pool spreads requests over its servers.
+// LoadBalanceSpec chooses how a pool spreads requests over its servers:
+//
+//	loadBalance:
+//	  policy: headerHash          # see the Policy constants
+//	  headerHashKey: X-User
+//	  hashing: maglev             # or ring, modulo
+//	  stickySession:
+//	    mode: DurationBased       # or CookieConsistentHash, ApplicationBased
+//	    lbCookieExpire: 1h
+//
+// The hash policies and hashing sticky sessions ignore server weights.
 type LoadBalanceSpec struct {
-	// Policy is roundRobin (the default when empty) or random.
+	// Policy is roundRobin (the default when empty), random,
+	// weightedRandom, ipHash, headerHash, leastRequest or ewma; see the
+	// Policy constants.
 	Policy string `yaml:"policy,omitempty"`
+	// HeaderHashKey is the header the headerHash policy hashes; required
+	// with it and not allowed with other policies.
+	HeaderHashKey string `yaml:"headerHashKey,omitempty"`
+	// Hashing is how keys map to servers for ipHash, headerHash and the
+	// sticky sessions that hash (CookieConsistentHash, ApplicationBased):
+	// maglev (the default when empty), ring or modulo. Not an Easegress
+	// field; not allowed when nothing hashes.
+	Hashing string `yaml:"hashing,omitempty"`
+	// EWMADecay is the decay constant of the ewma policy's latency average,
+	// as a duration: a sample weighs 1/e as much this much later. Empty or
+	// 0 means DefaultEWMADecay (10s); not allowed with other policies. Not
+	// an Easegress field.
+	EWMADecay time.Duration `yaml:"ewmaDecay,omitempty"`
+	// StickySession keeps a client's session on one server, in front of
+	// Policy, which chooses for requests without a session (or whose
+	// server left the pool). Nil or an empty mode means none.
+	StickySession *StickySessionSpec `yaml:"stickySession,omitempty"`
 }
+
+// StickySessionSpec is Easegress's sticky session; see the Sticky mode
+// constants.
+type StickySessionSpec struct {
+	// Mode is CookieConsistentHash, DurationBased or ApplicationBased.
+	Mode string `yaml:"mode,omitempty"`
+	// AppCookieName is the application's session cookie; required with
+	// CookieConsistentHash and ApplicationBased.
+	AppCookieName string `yaml:"appCookieName,omitempty"`
+	// LBCookieName is the cookie that names the server (a hash of its URL,
+	// not the URL) with DurationBased and ApplicationBased. Empty means
+	// DefaultLBCookieName (EG_SESSION_STICKY).
+	LBCookieName string `yaml:"lbCookieName,omitempty"`
+	// LBCookieExpire is that cookie's lifetime (sent as Max-Age, with
+	// Path=/ and HttpOnly), as a duration. Empty or 0 means
+	// DefaultLBCookieExpire (2h).
+	LBCookieExpire time.Duration `yaml:"lbCookieExpire,omitempty"`
+}
+
+// stickyModes are the sticky-session modes, as listed in errors.
+var stickyModes = []string{StickyCookieConsistentHash, StickyDurationBased, StickyApplicationBased}
 
 // SetDefaults fills in the transport defaults, so that they show in
 // DefaultSpec and in round trips; zero values mean the same defaults.
@@ -182,10 +270,8 @@ func (p *PoolSpec) validate(field string) error {
 			return err
 		}
 	}
-	switch p.LoadBalance.Policy {
-	case "", PolicyRoundRobin, PolicyRandom:
-	default:
-		return pipeline.FieldErr(field+".loadBalance.policy", fmt.Errorf("%w %q (want %s or %s)", ErrUnknownPolicy, p.LoadBalance.Policy, PolicyRoundRobin, PolicyRandom))
+	if err := p.LoadBalance.validate(field + ".loadBalance"); err != nil {
+		return err
 	}
 	if p.Timeout < 0 {
 		return pipeline.FieldErr(field+".timeout", fmt.Errorf("%w: must not be negative", ErrBadValue))
@@ -202,6 +288,64 @@ func (p *PoolSpec) validate(field string) error {
 		return pipeline.FieldErr(field+".serverMaxBodySize", fmt.Errorf("%w: must be -1 (never buffer) or more", ErrBadValue))
 	}
 	return nil
+}
+
+func (lb *LoadBalanceSpec) validate(field string) error {
+	if lb.Policy != "" && !slices.Contains(policies, lb.Policy) {
+		return pipeline.FieldErr(field+".policy", fmt.Errorf("%w %q (want one of %s)", ErrUnknownPolicy, lb.Policy, strings.Join(policies, ", ")))
+	}
+	switch {
+	case lb.Policy == PolicyHeaderHash && lb.HeaderHashKey == "":
+		return pipeline.FieldErr(field+".headerHashKey", fmt.Errorf("%w: required with policy %s", ErrBadValue, PolicyHeaderHash))
+	case lb.Policy != PolicyHeaderHash && lb.HeaderHashKey != "":
+		return pipeline.FieldErr(field+".headerHashKey", fmt.Errorf("%w: only allowed with policy %s", ErrBadValue, PolicyHeaderHash))
+	case lb.HeaderHashKey != "" && !validToken(lb.HeaderHashKey):
+		return pipeline.FieldErr(field+".headerHashKey", fmt.Errorf("%w: %q is not a header name", ErrBadValue, lb.HeaderHashKey))
+	case lb.EWMADecay < 0:
+		return pipeline.FieldErr(field+".ewmaDecay", fmt.Errorf("%w: must not be negative", ErrBadValue))
+	case lb.EWMADecay != 0 && lb.Policy != PolicyEWMA:
+		return pipeline.FieldErr(field+".ewmaDecay", fmt.Errorf("%w: only allowed with policy %s", ErrBadValue, PolicyEWMA))
+	}
+	hashes := lb.Policy == PolicyIPHash || lb.Policy == PolicyHeaderHash
+	if ss := lb.StickySession; ss != nil && ss.Mode != "" {
+		if err := ss.validate(field + ".stickySession"); err != nil {
+			return err
+		}
+		hashes = hashes || ss.Mode != StickyDurationBased
+	} else if ss != nil && (ss.AppCookieName != "" || ss.LBCookieName != "" || ss.LBCookieExpire != 0) {
+		return pipeline.FieldErr(field+".stickySession.mode", fmt.Errorf("%w: required (one of %s)", ErrBadValue, strings.Join(stickyModes, ", ")))
+	}
+	switch lb.Hashing {
+	case "", HashingMaglev, HashingRing, HashingModulo:
+	default:
+		return pipeline.FieldErr(field+".hashing", fmt.Errorf("%w: unknown hashing %q (want %s, %s or %s)", ErrBadValue, lb.Hashing, HashingMaglev, HashingRing, HashingModulo))
+	}
+	if lb.Hashing != "" && !hashes {
+		return pipeline.FieldErr(field+".hashing", fmt.Errorf("%w: only allowed with policy %s or %s, or a hashing sticky session", ErrBadValue, PolicyIPHash, PolicyHeaderHash))
+	}
+	return nil
+}
+
+func (ss *StickySessionSpec) validate(field string) error {
+	switch {
+	case !slices.Contains(stickyModes, ss.Mode):
+		return pipeline.FieldErr(field+".mode", fmt.Errorf("%w: unknown mode %q (want one of %s)", ErrBadValue, ss.Mode, strings.Join(stickyModes, ", ")))
+	case ss.AppCookieName == "" && ss.Mode != StickyDurationBased:
+		return pipeline.FieldErr(field+".appCookieName", fmt.Errorf("%w: required with mode %s", ErrBadValue, ss.Mode))
+	case ss.AppCookieName != "" && !validToken(ss.AppCookieName):
+		return pipeline.FieldErr(field+".appCookieName", fmt.Errorf("%w: %q is not a cookie name", ErrBadValue, ss.AppCookieName))
+	case ss.LBCookieName != "" && !validToken(ss.LBCookieName):
+		return pipeline.FieldErr(field+".lbCookieName", fmt.Errorf("%w: %q is not a cookie name", ErrBadValue, ss.LBCookieName))
+	case ss.LBCookieExpire < 0:
+		return pipeline.FieldErr(field+".lbCookieExpire", fmt.Errorf("%w: must not be negative", ErrBadValue))
+	}
+	return nil
+}
+
+// validToken reports whether s is a non-empty HTTP token (a header or
+// cookie name).
+func validToken(s string) bool {
+	return s != "" && validMethod(s)
 }
 
 func (s *ServerSpec) validate(field string) error {
