@@ -4,14 +4,26 @@
 //
 // # The model
 //
-//	Context.Request ─► Proxy ─► Pool (the main pool) ─► LoadBalancer.Choose ─► Server
-//	                                                                           │
-//	Context.SetResponse ◄── response, streamed ◄── http.RoundTripper ◄── outbound request
+//	Context.Request ─► Proxy ─► first candidate pool whose filter matches, else the main pool
+//	                             └─► Pool ─► LoadBalancer.Choose (skipping unhealthy servers) ─► Server
+//	                                                                                            │
+//	Context.SetResponse ◄── response, streamed ◄── http.RoundTripper ◄── outbound request ◄─────┘
 //
-// A Proxy has pools of servers. For now a Proxy has exactly one pool, the main
-// pool, which takes every request; later versions add pools that take only
-// the requests their filter matches, and health checks. The Easegress v1
-// spelling mainPool is accepted as that single pool.
+// # Pools
+//
+// A Proxy has pools of servers. Exactly one pool has no filter: the main
+// pool, which takes every request no other pool takes. The others are
+// candidate pools, tried in the order of the spec (pools, then the v1
+// candidatePools); a request goes to the first whose filter matches it.
+// The Easegress v1 spellings mainPool and candidatePools are accepted. A
+// filter is Easegress's request matcher: policy general matches headers
+// (exact, prefix, regex or empty; any one rule, or all with
+// matchAllHeaders) and then, if given, methods and paths (any one rule, or
+// all with matchAllURLs); policies random, ipHash (by pipeline.ClientIP)
+// and headerHash (by the header headerHashKey) match permil ‰ of the
+// requests, the hash policies always the same clients — the canary
+// mechanism. A pool's serverTags keeps only the servers carrying all those
+// tags; its setUpstreamHost is the Host header its servers get.
 //
 // The pool's LoadBalancer picks a Server (roundRobin by default; see Load
 // balancing).
@@ -24,8 +36,8 @@
 //   - hop-by-hop headers are removed (and those the Connection header names);
 //   - X-Forwarded-For gets the client's IP (from RemoteAddr) appended;
 //     X-Forwarded-Host and X-Forwarded-Proto are set unless present;
-//   - the Host header is the server's, or the client's when the server has
-//     keepHost set;
+//   - the Host header is the pool's setUpstreamHost when set, else the
+//     server's, or the client's when the server has keepHost set;
 //   - the body is streamed, unless a retry policy needs it buffered (see
 //     Resilience).
 //
@@ -63,6 +75,44 @@
 // one appCookieName's value hashes to. Requests without a session go to
 // the policy. Choose, Done and the cookie checks do not allocate; setting a
 // cookie does.
+//
+// # Health
+//
+// A pool may check its servers actively and eject them passively; a
+// server that fails either is skipped by every load-balancing policy until
+// it recovers. When no server of the pool is left, the policy's own choice
+// is used (fail open): a pool with every server down still sends requests
+// rather than refusing them all.
+//
+// healthCheck sends, every interval (10s) on Env.Clock, one request to each
+// server of the pool at once: method (GET) to path (/) joined to the server
+// URL's path, with the pool's setUpstreamHost as Host, through the Proxy's
+// transport, within timeout (3s). It passes when the status is in
+// expectedStatus (200..399 when empty) and, if set, expectedBody occurs in
+// the first 64 KiB of the body. fails (3) failures in a row mark a server
+// down, passes (2) passes in a row mark it up again; servers start up. The
+// checks of all the Proxy's pools run on one goroutine, started by the
+// first Handle and stopped by Close, which waits for it to end.
+//
+// outlierDetection counts each attempt's outcome per server: consecutive5xx
+// (5) responses with a 5xx status in a row, or consecutiveConnectErrors (3)
+// attempts in a row that got no response (the server could not be
+// reached, broke the connection or timed out), eject the server for
+// ejectionTime (30s, on Env.Clock); any other response resets both counts.
+// An ejection that would leave more than maxEjectionPercent (50) of the
+// pool's servers ejected at once does not happen. An ejected server
+// returns by itself when the time is up; there is no goroutine for it.
+//
+// Choose looks at one atomic word per server it considers, so a healthy
+// pool pays one atomic load per request; without healthCheck and
+// outlierDetection the policy runs bare. Hash and sticky policies move the
+// keys of an unavailable server to the next available one in the pool's
+// order, so other keys stay put; the other policies replace it by a random
+// available one. The health state lives with the server's counters, so a
+// reload that keeps a server's URL in the same pool (the main pool, or the
+// candidate pool at the same place in the order) keeps its state (down,
+// ejected, the counts in a row). Status shows healthy, ejected and the
+// number of checks per server.
 //
 // # Resilience
 //
@@ -150,8 +200,10 @@
 // # Concurrency
 //
 // Handle runs concurrently; it takes no lock (the breaker and the retry
-// budget have their own; see resilience). Counters are atomics. Inherit
-// runs before the new Proxy serves, Close after the old one has stopped.
+// budget have their own; see resilience; an ejection takes the pool's
+// outlier lock). Counters and health flags are atomics. The health checker
+// is the Proxy's only goroutine. Inherit runs before the new Proxy serves,
+// Close after the old one has stopped.
 // The policies belong to the pipeline, which hands their state to the next
 // generation when a reload leaves them unchanged: an open breaker stays
 // open across a reload of the Proxy.

@@ -125,3 +125,57 @@ resilience:
 	// 200 "cached answer"
 	// backend calls: 2
 }
+
+// A canary: requests with X-Canary: yes, and 10% of the other clients (by
+// client IP, so each client stays on its side), go to the canary pool;
+// the rest to the main pool, the one without a filter. The same spec in
+// YAML:
+//
+//	pools:
+//	- servers: [{url: "http://10.0.0.2:8080"}]
+//	  filter: {headers: {X-Canary: {exact: "yes"}}}
+//	- servers: [{url: "http://10.0.0.2:8080"}]
+//	  filter: {policy: ipHash, permil: 100}
+//	- servers: [{url: "http://10.0.0.1:8080"}]
+func Example_canary() {
+	stable := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "stable") }))
+	defer stable.Close()
+	canary := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "canary") }))
+	defer canary.Close()
+
+	reg, err := pipeline.NewRegistry(proxy.Kind)
+	if err != nil {
+		panic(err)
+	}
+	p, err := pipeline.NewBuilder("api").
+		Filter("proxy", "Proxy", proxy.Spec{
+			Pools: []proxy.PoolSpec{
+				{
+					Servers: []proxy.ServerSpec{{URL: canary.URL}},
+					Filter:  &proxy.RequestMatcherSpec{Headers: map[string]proxy.StringMatcherSpec{"X-Canary": {Exact: "yes"}}},
+				},
+				{
+					Servers: []proxy.ServerSpec{{URL: canary.URL}},
+					Filter:  &proxy.RequestMatcherSpec{Policy: proxy.MatchIPHash, Permil: 100},
+				},
+				{Servers: []proxy.ServerSpec{{URL: stable.URL}}},
+			},
+		}).
+		Build(reg, pipeline.Env{})
+	if err != nil {
+		panic(err)
+	}
+	defer p.Close()
+
+	get := func(header string) string {
+		req := httptest.NewRequest(http.MethodGet, "/", nil)
+		if header != "" {
+			req.Header.Set("X-Canary", header)
+		}
+		rec := httptest.NewRecorder()
+		p.ServeHTTP(rec, req)
+		return rec.Body.String()
+	}
+	fmt.Println(get("yes"), get("no"))
+	// Output: canary stable
+}

@@ -109,6 +109,9 @@ func (x *exchange) attempt(ctx context.Context, n int) (retry bool, err error) {
 		tctx, tcancel = resilience.WithTimeout(ctx, p.clock, p.perTry)
 	}
 	out, body := s.outbound(tctx, x.in)
+	if p.upstreamHost != "" {
+		out.Host = p.upstreamHost
+	}
 	switch {
 	case x.buffered:
 		body = nil
@@ -125,6 +128,9 @@ func (x *exchange) attempt(ctx context.Context, n int) (retry bool, err error) {
 	resp, err := x.rt.RoundTrip(out)
 	if err != nil {
 		failed := x.failed(s, tctx, body, err, n)
+		if failed && p.outlier != nil {
+			p.outlier.record(p, s, outcomeConnErr)
+		}
 		if p.feedback != nil {
 			p.feedback.Done(s, p.now().Sub(start), failed)
 		}
@@ -141,6 +147,13 @@ func (x *exchange) attempt(ctx context.Context, n int) (retry bool, err error) {
 	httpx.RemoveHopByHop(resp.Header)
 	x.resp, x.tryCancel = resp, tcancel
 	failed := p.failureCodes.has(resp.StatusCode)
+	if p.outlier != nil {
+		if resp.StatusCode >= 500 {
+			p.outlier.record(p, s, outcome5xx)
+		} else {
+			p.outlier.record(p, s, outcomeOK)
+		}
+	}
 	if p.feedback != nil {
 		p.feedback.Done(s, p.now().Sub(start), failed)
 	}

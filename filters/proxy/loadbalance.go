@@ -17,8 +17,10 @@ import (
 // A LoadBalancer is built once per pool generation over a fixed list of
 // servers and shared by every request: Choose is called concurrently and
 // must not block or allocate. It returns nil when no server can take the
-// request (no server is healthy, say); the Proxy then answers without
-// calling a server. A policy that keeps state across generations (a
+// request; the Proxy then answers 503 without calling a server. A policy
+// need not look at health: a pool with health checks or outlier detection
+// wraps it and replaces a chosen server that is down or ejected (see the
+// package comment). A policy that keeps state across generations (a
 // counter, stickiness) implements inherit to take it over.
 //
 // A LoadBalancer that learns from outcomes implements FeedbackBalancer as

@@ -24,6 +24,7 @@ func testServers(t testing.TB, weights ...int) []*Server {
 		if err != nil {
 			t.Fatal(err)
 		}
+		s.idx = i // as newPool numbers them
 		ss = append(ss, s)
 	}
 	return ss

@@ -38,6 +38,13 @@ type Pool struct {
 	breakerName  string
 	retryName    string
 	stats        *poolStats // shared with the previous generation after inherit
+
+	field        string       // the pool's field path in the spec: pools[1], mainPool
+	filter       *matcher     // nil: the main pool
+	upstreamHost string       // setUpstreamHost; "" means not set
+	check        *healthCheck // nil: no active health checks
+	outlier      *outlier     // nil: no outlier detection
+	log          *slog.Logger // never nil
 }
 
 // poolStats are a pool's own counters, behind a pointer for the same
@@ -52,27 +59,51 @@ type poolStats struct {
 // policies in env.Policies. Errors name the field.
 func newPool(env pipeline.Env, field string, spec *PoolSpec) (*Pool, error) {
 	p := &Pool{
-		timeout:     spec.Timeout,
-		perTry:      spec.PerTryTimeout,
-		maxBody:     spec.ServerMaxBodySize,
-		clock:       env.Clock,
-		breakerName: spec.CircuitBreakerPolicy,
-		retryName:   spec.RetryPolicy,
-		stats:       new(poolStats),
+		timeout:      spec.Timeout,
+		perTry:       spec.PerTryTimeout,
+		maxBody:      spec.ServerMaxBodySize,
+		clock:        env.Clock,
+		breakerName:  spec.CircuitBreakerPolicy,
+		retryName:    spec.RetryPolicy,
+		stats:        new(poolStats),
+		field:        field,
+		upstreamHost: spec.SetUpstreamHost,
+		log:          env.Logger,
 	}
+	if p.log == nil {
+		p.log = slog.New(slog.DiscardHandler)
+	}
+	p.log = p.log.With("pool", field)
 	if p.maxBody == 0 {
 		p.maxBody = DefaultServerMaxBodySize
 	}
-	for i, ss := range spec.Servers {
-		s, err := newServer(ss)
+	if spec.Filter != nil {
+		p.filter = newMatcher(spec.Filter)
+	}
+	for _, i := range spec.taggedServers() {
+		s, err := newServer(spec.Servers[i])
 		if err != nil {
 			return nil, pipeline.FieldErr(field+".servers["+strconv.Itoa(i)+"]", err)
 		}
+		s.idx = len(p.servers)
 		p.servers = append(p.servers, s)
+	}
+	if len(p.servers) == 0 {
+		return nil, pipeline.FieldErr(field+".serverTags", fmt.Errorf("%w: no server carries all of the tags %q", ErrNoServer, spec.ServerTags))
 	}
 	p.lb = newLoadBalancer(&spec.LoadBalance, p.servers, env.Clock)
 	p.feedback, _ = p.lb.(FeedbackBalancer)
 	p.responder, _ = p.lb.(responder)
+	if spec.HealthCheck != nil {
+		p.check = newHealthCheck(spec.HealthCheck)
+	}
+	if spec.OutlierDetection != nil {
+		p.outlier = newOutlier(spec.OutlierDetection)
+	}
+	if p.check != nil || p.outlier != nil {
+		// Only then: without health, Choose stays the bare policy's.
+		p.lb = newHealthAware(p.lb, &spec.LoadBalance, p.servers, env.Clock)
+	}
 	for _, code := range spec.FailureCodes {
 		p.failureCodes.add(code)
 	}
@@ -194,8 +225,12 @@ func isTokenByte(b byte) bool {
 // policies hand their state over themselves (see filters/policy).
 func (p *Pool) inherit(prev *Pool) {
 	p.stats = prev.stats
+	prevLB := prev.lb
+	if h, ok := prevLB.(*healthAware); ok {
+		prevLB = h.base
+	}
 	if inh, ok := p.lb.(inheritor); ok {
-		inh.inherit(prev.lb)
+		inh.inherit(prevLB)
 	}
 	// Match servers by URL; a URL listed n times matches its n-th listing.
 	byURL := map[string][]*serverStats{}
@@ -212,6 +247,11 @@ func (p *Pool) inherit(prev *Pool) {
 
 // PoolStatus is one pool's status.
 type PoolStatus struct {
+	// Field is the pool's place in the spec: "pools[1]",
+	// "candidatePools[0]", "mainPool".
+	Field string `json:"field" yaml:"field"`
+	// Main is true for the main pool, the one without a filter.
+	Main    bool           `json:"main" yaml:"main"`
 	Servers []ServerStatus `json:"servers" yaml:"servers"`
 	// CircuitBreakerPolicy names the pool's breaker policy, and
 	// CircuitBreaker is its state and sliding window; both are absent
@@ -239,12 +279,15 @@ type RetryBudgetStatus struct {
 
 func (p *Pool) status() PoolStatus {
 	ps := PoolStatus{
+		Field:          p.field,
+		Main:           p.filter == nil,
 		Servers:        make([]ServerStatus, len(p.servers)),
 		ShortCircuited: p.stats.shortCircuited.Load(),
 		Retries:        p.stats.retries.Load(),
 	}
+	now := p.now()
 	for i, s := range p.servers {
-		ps.Servers[i] = s.status()
+		ps.Servers[i] = s.status(now)
 	}
 	if p.breaker != nil {
 		m := p.breaker.Get().Metrics()

@@ -43,16 +43,20 @@ var Kind = pipeline.Define("Proxy",
 // Proxy is the Proxy filter. Build it with New (or through Kind from YAML);
 // the zero value is not usable.
 type Proxy struct {
-	pools  []*Pool // pools[0] is the main pool
-	tr     *transport
-	logger *slog.Logger
-	closed atomic.Bool
+	pools      []*Pool // candidate pools in spec order, then the main pool
+	candidates []*Pool // pools without the main pool
+	main       *Pool
+	checker    *checker // nil without active health checks
+	tr         *transport
+	logger     *slog.Logger
+	closed     atomic.Bool
 }
 
 // New builds a Proxy from spec, which it validates first (zero values mean
 // the documented defaults, as in YAML). It uses env.Transport for upstream
 // calls when set, and otherwise a transport of its own that Close releases;
-// env.Clock for its time limits (nil means the real clock); and the
+// env.Clock for its time limits and health checks (nil means the real
+// clock); and the
 // policies in env.Policies that the pools name, which a pipeline builds
 // from its resilience section. A name that is not there, or names a policy
 // of another kind, is an error naming the pool's field.
@@ -63,35 +67,58 @@ func New(env pipeline.Env, spec *Spec) (*Proxy, error) {
 	if err := spec.Validate(); err != nil {
 		return nil, err
 	}
-	field, ps := spec.mainPool()
-	pool, err := newPool(env, field, ps)
-	if err != nil {
-		return nil, err
-	}
 	logger := env.Logger
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	return &Proxy{
-		pools:  []*Pool{pool},
-		tr:     newTransport(env.Transport, settingsOf(spec)),
-		logger: logger,
-	}, nil
+	p := &Proxy{logger: logger}
+	for _, fp := range spec.pools() {
+		pool, err := newPool(env, fp.field, fp.spec)
+		if err != nil {
+			return nil, err
+		}
+		p.pools = append(p.pools, pool)
+	}
+	p.main = p.pools[len(p.pools)-1]
+	p.candidates = p.pools[:len(p.pools)-1]
+	p.checker = newChecker(p, env.Clock)
+	p.tr = newTransport(env.Transport, settingsOf(spec))
+	return p, nil
 }
 
-// Handle sends the request to a server of the main pool and sets the
-// response. See the package comment for the results.
+// Handle sends the request to a server of the first candidate pool whose
+// filter matches it, or of the main pool, and sets the response. The first
+// Handle starts the active health checks, if any. See the package comment
+// for the results.
 func (p *Proxy) Handle(c *pipeline.Context) pipeline.Result {
-	return p.pools[0].handle(c, p.tr.rt, p.logger)
+	if p.checker != nil {
+		p.checker.start()
+	}
+	pool := p.main
+	if len(p.candidates) > 0 {
+		if r := c.Request(); r != nil && r.URL != nil {
+			for _, cp := range p.candidates {
+				if cp.filter.match(r) {
+					pool = cp
+					break
+				}
+			}
+		}
+	}
+	return pool.handle(c, p.tr.rt, p.logger)
 }
 
-// Pools returns the Proxy's pools, the main pool first.
+// Pools returns the Proxy's pools in the order requests try them: the
+// candidate pools in the order of the spec (pools, then candidatePools),
+// then the main pool.
 func (p *Proxy) Pools() []*Pool { return slices.Clone(p.pools) }
 
 // Inherit takes state over from prev, the Proxy this one replaces: the
 // round-robin turn (also that of the hash policies' fallback) and the pool
-// and server counters of the main pool, with the servers' attempts in
-// flight and ewma latencies for leastRequest and ewma, and,
+// and server counters of the main pool and of the candidate pools at the
+// same place in the order, with the servers' attempts in flight, ewma
+// latencies and health (active check state and ejections) for the
+// servers of those pools with the same URL, and,
 // when both built their own transports with the same settings, prev's
 // transport with its warm connections. prev keeps working; its Close then
 // leaves the shared transport to p. A prev that is not a *Proxy is ignored.
@@ -107,15 +134,22 @@ func (p *Proxy) Inherit(prev pipeline.Filter) error {
 		p.tr = old.tr
 		mine.release()
 	}
-	p.pools[0].inherit(old.pools[0])
+	p.main.inherit(old.main)
+	for i := range min(len(p.candidates), len(old.candidates)) {
+		p.candidates[i].inherit(old.candidates[i])
+	}
 	return nil
 }
 
-// Close releases the Proxy's transport: the idle connections of its own
+// Close stops the active health checks, waiting for their goroutine to
+// end, and releases the Proxy's transport: the idle connections of its own
 // transport are closed unless a newer Proxy took the transport over. It is
 // safe to call more than once.
 func (p *Proxy) Close() error {
 	if p.closed.CompareAndSwap(false, true) {
+		if p.checker != nil {
+			p.checker.stop()
+		}
 		p.tr.release()
 	}
 	return nil
@@ -126,8 +160,9 @@ type Status struct {
 	Pools []PoolStatus `json:"pools" yaml:"pools"`
 }
 
-// Status returns a *Status with each pool's counters, each server's, and
-// the state of the pools' breaker and retry policies.
+// Status returns a *Status with each pool's counters, each server's
+// counters and health, and the state of the pools' breaker and retry
+// policies, the pools in the order of Pools.
 func (p *Proxy) Status() any {
 	st := &Status{Pools: make([]PoolStatus, len(p.pools))}
 	for i, pl := range p.pools {

@@ -731,7 +731,7 @@ func TestStatusMarshals(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := fmt.Sprintf(`{"pools":[{"servers":[{"url":%q,"requests":1,"errors":0}]}]}`, be.URL)
+	want := fmt.Sprintf(`{"pools":[{"field":"pools[0]","main":true,"servers":[{"url":%q,"requests":1,"errors":0,"healthy":true}]}]}`, be.URL)
 	if string(j) != want {
 		t.Errorf("JSON %s, want %s", j, want)
 	}
@@ -814,16 +814,22 @@ func idleConnGoroutines() bool {
 func TestSpecFieldNames(t *testing.T) {
 	t.Parallel()
 	want := map[string][]string{
-		"Spec":              {"pools", "mainPool", "maxIdleConns", "maxIdleConnsPerHost"},
-		"PoolSpec":          {"servers", "loadBalance", "timeout", "perTryTimeout", "retryPolicy", "circuitBreakerPolicy", "failureCodes", "serverMaxBodySize"},
-		"ServerSpec":        {"url", "tags", "weight", "keepHost"},
-		"LoadBalanceSpec":   {"policy", "headerHashKey", "hashing", "ewmaDecay", "stickySession"},
-		"StickySessionSpec": {"mode", "appCookieName", "lbCookieName", "lbCookieExpire"},
+		"Spec":                    {"pools", "mainPool", "candidatePools", "maxIdleConns", "maxIdleConnsPerHost"},
+		"PoolSpec":                {"servers", "loadBalance", "timeout", "perTryTimeout", "retryPolicy", "circuitBreakerPolicy", "failureCodes", "serverMaxBodySize", "filter", "serverTags", "setUpstreamHost", "healthCheck", "outlierDetection"},
+		"RequestMatcherSpec":      {"policy", "headers", "urls", "matchAllHeaders", "matchAllURLs", "headerHashKey", "permil"},
+		"StringMatcherSpec":       {"exact", "prefix", "regex", "empty"},
+		"MethodAndURLMatcherSpec": {"methods", "url"},
+		"URLMatcherSpec":          {"exact", "prefix", "regex"},
+		"HealthCheckSpec":         {"interval", "timeout", "path", "method", "expectedStatus", "expectedBody", "fails", "passes"},
+		"OutlierDetectionSpec":    {"consecutive5xx", "consecutiveConnectErrors", "ejectionTime", "maxEjectionPercent"},
+		"ServerSpec":              {"url", "tags", "weight", "keepHost"},
+		"LoadBalanceSpec":         {"policy", "headerHashKey", "hashing", "ewmaDecay", "stickySession"},
+		"StickySessionSpec":       {"mode", "appCookieName", "lbCookieName", "lbCookieExpire"},
 	}
 	seen := map[string]bool{}
 	var walk func(rt reflect.Type)
 	walk = func(rt reflect.Type) {
-		for rt.Kind() == reflect.Pointer || rt.Kind() == reflect.Slice {
+		for rt.Kind() == reflect.Pointer || rt.Kind() == reflect.Slice || rt.Kind() == reflect.Map {
 			rt = rt.Elem()
 		}
 		if rt.Kind() != reflect.Struct || rt.PkgPath() != reflect.TypeFor[proxy.Spec]().PkgPath() || seen[rt.Name()] {

@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // Server is one server of a pool, built from a ServerSpec. It is immutable
@@ -21,6 +22,7 @@ type Server struct {
 	tags     []string
 	keepHost bool
 	id       string // names the server in sticky-session cookies: a hash of url
+	idx      int    // the server's index in its pool
 
 	stats *serverStats // shared with the previous generation after Inherit
 }
@@ -37,7 +39,18 @@ type serverStats struct {
 	ewma     atomic.Uint64 // ewma: the peak-EWMA latency in ns, float64 bits; 0: no sample
 	ewmaAt   atomic.Int64  // ewma: the time of the last sample, Unix ns
 	ewmaMu   sync.Mutex    // serialises ewma updates
-	_        [64]byte      // keep the next server's counters off these cache lines
+
+	// Health: health is 0 while the server may take requests, has bit
+	// healthDown while it fails its active checks, and holds the end of an
+	// ejection otherwise (see available). The rest is bookkeeping.
+	health      atomic.Uint64
+	consec5xx   atomic.Int32  // outlier detection: 5xx responses in a row
+	consecConn  atomic.Int32  // outlier detection: attempts without a response in a row
+	checks      atomic.Uint64 // active checks done
+	healthMu    sync.Mutex    // serialises the active checks' bookkeeping
+	checkFails  int           // failed checks in a row, under healthMu
+	checkPasses int           // passed checks in a row, under healthMu
+	_           [64]byte      // keep the next server's counters off these cache lines
 }
 
 func newServer(spec ServerSpec) (*Server, error) {
@@ -78,7 +91,7 @@ func (s *Server) Tags() []string { return slices.Clone(s.tags) }
 // KeepHost reports whether requests keep the client's Host header.
 func (s *Server) KeepHost() bool { return s.keepHost }
 
-// ServerStatus is one server's counters.
+// ServerStatus is one server's counters and health.
 type ServerStatus struct {
 	URL string `json:"url" yaml:"url"`
 	// Requests counts the attempts sent to the server, retries included.
@@ -86,8 +99,24 @@ type ServerStatus struct {
 	// Errors counts the attempts the server failed: connection errors,
 	// timeouts and responses with a failure code.
 	Errors uint64 `json:"errors" yaml:"errors"`
+	// Healthy is false while the server fails its pool's active health
+	// checks; always true without them.
+	Healthy bool `json:"healthy" yaml:"healthy"`
+	// Ejected is true while outlier detection has the server ejected.
+	Ejected bool `json:"ejected,omitempty" yaml:"ejected,omitempty"`
+	// Checks counts the active health checks of the server.
+	Checks uint64 `json:"checks,omitempty" yaml:"checks,omitempty"`
 }
 
-func (s *Server) status() ServerStatus {
-	return ServerStatus{URL: s.url, Requests: s.stats.requests.Load(), Errors: s.stats.errors.Load()}
+// status is s's status at now.
+func (s *Server) status(now time.Time) ServerStatus {
+	st := s.stats
+	return ServerStatus{
+		URL:      s.url,
+		Requests: st.requests.Load(),
+		Errors:   st.errors.Load(),
+		Healthy:  st.health.Load()&healthDown == 0,
+		Ejected:  st.ejected(now),
+		Checks:   st.checks.Load(),
+	}
 }

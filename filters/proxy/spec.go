@@ -67,7 +67,11 @@ const (
 //
 //	kind: Proxy
 //	pools:
-//	- servers:
+//	- servers:                          # a candidate pool: it has a filter
+//	  - url: http://127.0.0.1:9096
+//	  filter:
+//	    headers: {X-Canary: {exact: "yes"}}
+//	- servers:                          # the main pool: no filter
 //	  - url: http://127.0.0.1:9095
 //	  loadBalance: {policy: roundRobin}
 //	  timeout: 30s
@@ -76,13 +80,19 @@ const (
 // Go callers fill the same struct and get the same defaults and validation
 // through New or pipeline.Builder.
 type Spec struct {
-	// Pools are the server pools. For now exactly one pool is allowed, the
-	// main pool, which takes every request (pools with a request filter come
-	// later). Set either Pools or MainPool.
+	// Pools are the server pools. Exactly one of them has no Filter: the
+	// main pool, which takes every request no other pool took. The others
+	// are candidate pools: each request goes to the first of them, in the
+	// order of the spec, whose Filter matches it. Set Pools or MainPool,
+	// not both.
 	Pools []PoolSpec `yaml:"pools,omitempty"`
-	// MainPool is the Easegress v1 spelling of a single pool; it is treated
-	// as Pools[0]. Setting both MainPool and Pools is an error.
+	// MainPool is the Easegress v1 spelling of the main pool; it must not
+	// have a Filter. Setting both MainPool and Pools is an error.
 	MainPool *PoolSpec `yaml:"mainPool,omitempty"`
+	// CandidatePools is the Easegress v1 spelling of candidate pools: each
+	// needs a Filter, and they are tried after the candidate pools of
+	// Pools, in order. Empty means none.
+	CandidatePools []PoolSpec `yaml:"candidatePools,omitempty"`
 	// MaxIdleConns limits the idle (keep-alive) connections of the Proxy's
 	// transport across all servers. 0 means DefaultMaxIdleConns (10240).
 	// Ignored when the Env hands in a Transport.
@@ -152,6 +162,23 @@ type PoolSpec struct {
 	// (Easegress uses the field for the response body a filter may buffer;
 	// responses here are always streamed.)
 	ServerMaxBodySize int64 `yaml:"serverMaxBodySize,omitempty"`
+	// Filter makes the pool a candidate pool that takes only the requests
+	// it matches (see RequestMatcherSpec). Nil makes it the main pool.
+	Filter *RequestMatcherSpec `yaml:"filter,omitempty"`
+	// ServerTags keeps only the servers that carry every one of these tags
+	// (ServerSpec.Tags); at least one server must. Empty means all servers.
+	ServerTags []string `yaml:"serverTags,omitempty"`
+	// SetUpstreamHost is the Host header sent to the pool's servers (and in
+	// its health checks), in place of the server's host or, with keepHost,
+	// the client's. Empty means not set.
+	SetUpstreamHost string `yaml:"setUpstreamHost,omitempty"`
+	// HealthCheck turns on active health checks of the pool's servers.
+	// Nil means none. Not an Easegress v2 field name (Easegress has it per
+	// pool too, with fewer settings).
+	HealthCheck *HealthCheckSpec `yaml:"healthCheck,omitempty"`
+	// OutlierDetection turns on passive ejection of servers that fail
+	// requests in a row. Nil means none. Not an Easegress field.
+	OutlierDetection *OutlierDetectionSpec `yaml:"outlierDetection,omitempty"`
 }
 
 // ServerSpec is one server of a pool.
@@ -240,8 +267,8 @@ func (s *Spec) Validate() error {
 		return pipeline.FieldErr("mainPool", fmt.Errorf("%w: set either mainPool (the v1 spelling) or pools, not both", ErrTooManyPools))
 	case s.MainPool == nil && len(s.Pools) == 0:
 		return pipeline.FieldErr("pools", fmt.Errorf("%w: a Proxy needs one pool with at least one server", ErrNoPool))
-	case len(s.Pools) > 1:
-		return pipeline.FieldErr("pools[1]", fmt.Errorf("%w (the main pool); pools with a request filter are not supported yet", ErrTooManyPools))
+	case s.MainPool != nil && s.MainPool.Filter != nil:
+		return pipeline.FieldErr("mainPool.filter", fmt.Errorf("%w: the main pool takes every request; put a pool with a filter in candidatePools", ErrBadValue))
 	}
 	if s.MaxIdleConns < 0 {
 		return pipeline.FieldErr("maxIdleConns", fmt.Errorf("%w: must be 0 or more", ErrBadValue))
@@ -249,16 +276,59 @@ func (s *Spec) Validate() error {
 	if s.MaxIdleConnsPerHost < 0 {
 		return pipeline.FieldErr("maxIdleConnsPerHost", fmt.Errorf("%w: must be 0 or more", ErrBadValue))
 	}
-	field, pool := s.mainPool()
-	return pool.validate(field)
+	main := -1
+	for i := range s.Pools {
+		if s.Pools[i].Filter != nil {
+			continue
+		}
+		if main >= 0 {
+			return pipeline.FieldErr("pools["+strconv.Itoa(i)+"]", fmt.Errorf("%w (the main pool); pools[%d] is already the main pool, give this one a filter", ErrTooManyPools, main))
+		}
+		main = i
+	}
+	if s.MainPool == nil && main < 0 {
+		return pipeline.FieldErr("pools", fmt.Errorf("%w: every pool has a filter; one pool without a filter (the main pool) is required", ErrNoPool))
+	}
+	for i := range s.CandidatePools {
+		if s.CandidatePools[i].Filter == nil {
+			return pipeline.FieldErr("candidatePools["+strconv.Itoa(i)+"].filter", fmt.Errorf("%w: required in a candidate pool", ErrBadValue))
+		}
+	}
+	for _, fp := range s.pools() {
+		if err := fp.spec.validate(fp.field); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
-// mainPool returns the main pool's spec and its field path.
-func (s *Spec) mainPool() (string, *PoolSpec) {
-	if s.MainPool != nil {
-		return "mainPool", s.MainPool
+// fieldPool is a pool's spec with its field path.
+type fieldPool struct {
+	field string
+	spec  *PoolSpec
+}
+
+// pools returns the pools in the order requests try them: the candidate
+// pools of Pools, then CandidatePools, then the main pool. s has been
+// validated far enough to have one main pool.
+func (s *Spec) pools() []fieldPool {
+	var ps []fieldPool
+	var main fieldPool
+	for i := range s.Pools {
+		fp := fieldPool{"pools[" + strconv.Itoa(i) + "]", &s.Pools[i]}
+		if fp.spec.Filter == nil {
+			main = fp
+			continue
+		}
+		ps = append(ps, fp)
 	}
-	return "pools[0]", &s.Pools[0]
+	for i := range s.CandidatePools {
+		ps = append(ps, fieldPool{"candidatePools[" + strconv.Itoa(i) + "]", &s.CandidatePools[i]})
+	}
+	if s.MainPool != nil {
+		main = fieldPool{"mainPool", s.MainPool}
+	}
+	return append(ps, main)
 }
 
 func (p *PoolSpec) validate(field string) error {
@@ -287,7 +357,59 @@ func (p *PoolSpec) validate(field string) error {
 	if p.ServerMaxBodySize < -1 {
 		return pipeline.FieldErr(field+".serverMaxBodySize", fmt.Errorf("%w: must be -1 (never buffer) or more", ErrBadValue))
 	}
+	if p.Filter != nil {
+		if err := p.Filter.validate(field + ".filter"); err != nil {
+			return err
+		}
+	}
+	if len(p.ServerTags) > 0 && len(p.taggedServers()) == 0 {
+		return pipeline.FieldErr(field+".serverTags", fmt.Errorf("%w: no server carries all of the tags %q", ErrNoServer, p.ServerTags))
+	}
+	if h := p.SetUpstreamHost; h != "" && (strings.ContainsAny(h, "/?#@ \t\r\n") || !validHeaderValue(h)) {
+		return pipeline.FieldErr(field+".setUpstreamHost", fmt.Errorf("%w: %q is not a host", ErrBadValue, h))
+	}
+	if p.HealthCheck != nil {
+		if err := p.HealthCheck.validate(field + ".healthCheck"); err != nil {
+			return err
+		}
+	}
+	if p.OutlierDetection != nil {
+		if err := p.OutlierDetection.validate(field + ".outlierDetection"); err != nil {
+			return err
+		}
+	}
 	return nil
+}
+
+// taggedServers returns the indexes of the servers that carry every one of
+// ServerTags: all of them when ServerTags is empty.
+func (p *PoolSpec) taggedServers() []int {
+	var idx []int
+	for i := range p.Servers {
+		if hasAll(p.Servers[i].Tags, p.ServerTags) {
+			idx = append(idx, i)
+		}
+	}
+	return idx
+}
+
+func hasAll(have, want []string) bool {
+	for _, t := range want {
+		if !slices.Contains(have, t) {
+			return false
+		}
+	}
+	return true
+}
+
+// validHeaderValue reports whether v has no control characters.
+func validHeaderValue(v string) bool {
+	for i := 0; i < len(v); i++ {
+		if v[i] < ' ' || v[i] == 0x7f {
+			return false
+		}
+	}
+	return true
 }
 
 func (lb *LoadBalanceSpec) validate(field string) error {
