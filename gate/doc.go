@@ -7,6 +7,29 @@
 // that matches but not for the request's method is 405; a backend pipeline
 // that does not exist (yet) is 503.
 //
+// # Protocols and TLS
+//
+// A cleartext listener serves HTTP/1.1 and, with h2c, HTTP/2 with prior
+// knowledge (a connection that opens with the HTTP/2 preface; without h2c
+// the preface is answered 505). With https, the listener serves TLS 1.2
+// (minTLSVersion "1.3": 1.3) and up with Go's default cipher suites and no
+// renegotiation, offering "h2" and "http/1.1" by ALPN (only "http/1.1"
+// with http2: false). The certificate is chosen by SNI among those of
+// certs/keys, certBase64/keyBase64 and certFiles, by the DNS names of each
+// (wildcards cover one label); no match gets the first. Client
+// certificates are asked for per clientAuth (none, request, require,
+// verify; verify, the default when a client CA is set, checks them against
+// caCertBase64 and clientCAFiles).
+//
+// The HTTP/1.1 Upgrade to h2c (RFC 7540 §3.2) is taken only for a request
+// whose route allows it (allowH2CUpgrade on the rule or path), on a
+// cleartext listener with keepAlive, and only for a body-less request: the
+// server answers 101 and serves the request as stream 1 of an HTTP/2
+// connection. Everywhere else the offer (Upgrade: h2c, HTTP2-Settings and
+// their Connection tokens) is removed from the request, which is served
+// as HTTP/1.1, so a backend never sees it. Upgraded connections are
+// hijacked from net/http; Shutdown drains them too (GOAWAY, then close).
+//
 // # A request's way through the server
 //
 //  1. net/http reads the request within the listener's limits: headers
@@ -48,16 +71,26 @@
 // When the address changes, the new listener is bound before the swap and
 // the old one drains its requests.
 //
-// Listener-level settings (the timeouts, maxHeaderBytes and
-// maxConnections) are fixed when a listener is created: they live in the
+// Listener-level settings (the timeouts, maxHeaderBytes, maxConnections,
+// https and h2c) are fixed when a listener is created: they live in the
 // running http.Server, which cannot change under its connections without a
 // race, and recreating the listener would rebind a port that is in use. A
 // generation that changes them on the same address keeps the running
 // values, and its Status reports pendingRestart: true until the listener is
 // recreated (a change of address, or a restart). Everything else (rules,
 // keepAlive, clientMaxBodySize, trustedProxies, requestIDHeader,
-// accessLog) takes effect with the generation.
+// accessLog, and the TLS certificates, client CAs, clientAuth,
+// minTLSVersion and http2) takes effect with the generation.
 //
-// Still to come in this package: TLS and HTTP/2, h2c, HTTP/3, the radix-tree
-// router.
+// # Certificate reload
+//
+// A TLS listener hands each new handshake the TLS configuration of the
+// newest generation through an atomic pointer (tls.Config
+// GetConfigForClient), so new certificates or client CAs on the same
+// address apply to the next handshake with no new listener, while the
+// connections already open keep theirs and carry on. Certificate files
+// are read when a generation is built: apply the spec again to reload
+// them.
+//
+// Still to come in this package: HTTP/3, the radix-tree router.
 package gate

@@ -106,7 +106,8 @@ func TestRouterMatchDoesNotAllocate(t *testing.T) {
 
 func TestSpecValidate(t *testing.T) {
 	tests := []struct{ yaml, field string }{
-		{"https: true", "https"},
+		{"https: true", "certs"},
+		{"https: true\nh2c: true", "h2c"},
 		{"address: not-an-ip", "address"},
 		{"rules: [{host: a, hostRegexp: b}]", "rules[0]"},
 		{"rules: [{hostRegexp: '('}]", "rules[0].hostRegexp"},

@@ -2,18 +2,21 @@ package gate
 
 import (
 	"net"
+	"net/http"
 	"sync"
 	"time"
 )
 
 // listenerSettings are the settings fixed when a listener is created: they
-// are fields of the running http.Server (or the listener itself), which
+// are fields of the running http.Server (or the listener itself: TLS or
+// not), which
 // cannot change under it without a race. A later generation with other
 // settings on the same address keeps the running ones; Status reports
 // PendingRestart until the listener is recreated.
 type listenerSettings struct {
 	readHeaderTimeout, readTimeout, writeTimeout, idleTimeout time.Duration
 	maxHeaderBytes, maxConnections                            int
+	https, h2c                                                bool
 }
 
 // listenerSettings resolves the spec's listener-level settings, defaults
@@ -26,6 +29,8 @@ func (s *Spec) listenerSettings() listenerSettings {
 		idleTimeout:       s.KeepAliveTimeout,
 		maxHeaderBytes:    s.MaxHeaderBytes,
 		maxConnections:    s.MaxConnections,
+		https:             s.HTTPS,
+		h2c:               s.H2C,
 	}
 	if ls.readHeaderTimeout == 0 {
 		ls.readHeaderTimeout = DefaultReadHeaderTimeout
@@ -37,6 +42,18 @@ func (s *Spec) listenerSettings() listenerSettings {
 		ls.maxHeaderBytes = DefaultMaxHeaderBytes
 	}
 	return ls
+}
+
+// protocols returns the protocols the listener's http.Server serves:
+// HTTP/1.1 always; HTTP/2 over TLS (whether a handshake negotiates it is up
+// to the generation's ALPN list, see Spec.HTTP2); HTTP/2 with prior
+// knowledge on a cleartext listener with h2c.
+func (ls listenerSettings) protocols() *http.Protocols {
+	p := new(http.Protocols)
+	p.SetHTTP1(true)
+	p.SetHTTP2(ls.https)
+	p.SetUnencryptedHTTP2(ls.h2c && !ls.https)
+	return p
 }
 
 // maxBody resolves the body limit of a path: the path's own wins over the

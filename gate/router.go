@@ -12,6 +12,7 @@ import (
 // read afterwards; match does not allocate.
 type router struct {
 	rules []rule
+	h2c   bool // some route allows the h2c Upgrade
 }
 
 type rule struct {
@@ -29,6 +30,7 @@ type route struct {
 	handler http.Handler
 	name    string // "rules[i].paths[j]", for the access log
 	maxBody int64  // 0: no limit
+	h2c     bool   // allows the h2c Upgrade
 }
 
 // methodSet is a bitmask of the standard methods plus a list of others.
@@ -95,7 +97,9 @@ func newRouter(spec *Spec, resolve func(string) http.Handler) *router {
 				exact: p.Path, prefix: p.PathPrefix, methods: newMethodSet(p.Methods), backend: p.Backend,
 				name:    "rules[" + strconv.Itoa(i) + "].paths[" + strconv.Itoa(len(cr.paths)) + "]",
 				maxBody: maxBody(spec.ClientMaxBodySize, p.ClientMaxBodySize),
+				h2c:     r.AllowH2CUpgrade || p.AllowH2CUpgrade,
 			}
+			rt.h2c = rt.h2c || cp.h2c
 			if p.PathRegexp != "" {
 				cp.re = regexp.MustCompile(p.PathRegexp)
 			}

@@ -2,6 +2,7 @@ package gate
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -45,13 +46,14 @@ type Options struct {
 // → Shutdown or Close (drain and close the listener, unless a newer
 // generation took it over). Only ServeHTTP runs concurrently.
 type Server struct {
-	name   string
-	spec   Spec
-	router *router
-	logger *slog.Logger
-	stats  *counters
-	id     identity
-	access *accessLog // nil when disabled
+	name    string
+	spec    Spec
+	router  *router
+	logger  *slog.Logger
+	stats   *counters
+	id      identity
+	access  *accessLog  // nil when disabled
+	tlsConf *tls.Config // nil unless spec.HTTPS
 
 	mu sync.Mutex
 	l  *listener
@@ -70,9 +72,13 @@ type listener struct {
 	srv      *http.Server
 	current  atomic.Pointer[Server]
 	owner    atomic.Pointer[Server]
-	served   atomic.Bool
-	stopped  atomic.Bool // the listening socket was closed on purpose
-	done     chan struct{}
+	// tlsConf is the TLS configuration of the newest generation that has
+	// one, handed to each new handshake; nil on a cleartext listener.
+	tlsConf atomic.Pointer[tls.Config]
+	h2c     *h2cUpgrader // nil on a TLS listener
+	served  atomic.Bool
+	stopped atomic.Bool // the listening socket was closed on purpose
+	done    chan struct{}
 }
 
 func (l *listener) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -103,6 +109,13 @@ func New(name string, spec *Spec, opts Options) (*Server, error) {
 		stats:  &counters{},
 		id:     newIdentity(spec),
 	}
+	if spec.HTTPS {
+		c, err := spec.tlsConfig()
+		if err != nil {
+			return nil, err
+		}
+		srv.tlsConf = c
+	}
 	if spec.AccessLog.Enabled {
 		al := srv.logger
 		if opts.AccessLogger != nil {
@@ -113,11 +126,22 @@ func New(name string, spec *Spec, opts Options) (*Server, error) {
 	return srv, nil
 }
 
-// ServeHTTP works out the client's address and the request ID (see
-// ClientIP and RequestID), then routes r to its backend pipeline, or
-// answers 400, 404, 405 or 413; and writes the access log line.
+// ServeHTTP takes an upgrade to h2c where the route allows it; otherwise it
+// works out the client's address and the request ID (see ClientIP and
+// RequestID), removes an offer to upgrade to h2c, then routes r to its
+// backend pipeline, or answers 400, 404, 405 or 413; and writes the access
+// log line.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if s.router.h2c && wantsH2CUpgrade(r) && s.upgradeH2C(w, r) {
+		return
+	}
 	s.stats.requests.Add(1)
+	if r.Method == "PRI" && r.Proto == "HTTP/2.0" && r.URL.Path == "*" {
+		// The HTTP/2 preface on a listener without h2c: net/http hands
+		// it over as a request.
+		http.Error(w, "HTTP/2 without TLS (h2c) is not enabled", http.StatusHTTPVersionNotSupported)
+		return
+	}
 	peer := pipeline.PeerAddr(r.RemoteAddr)
 	trusted := s.id.trusts(peer)
 	ri := &pipeline.RequestInfo{ClientIP: peer}
@@ -125,6 +149,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		ri.ClientIP = s.id.clientIP(r.Header, peer)
 	}
 	ri.RequestID = s.id.requestID(r.Header, trusted)
+	stripH2CUpgrade(r.Header)
 	r = pipeline.WithRequestInfo(r, ri)
 	if s.access == nil || !s.access.sample() {
 		s.route(w, w, r)
@@ -139,6 +164,30 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	rt := s.route(lw, w, r)
 	s.access.log(r, lw, body, rt, ri, time.Since(start))
+}
+
+// upgradeH2C serves r's upgrade to h2c when its route allows it and the
+// server has a cleartext listener; the request then comes back as stream 1
+// of the HTTP/2 connection. It reports whether it did.
+func (s *Server) upgradeH2C(w http.ResponseWriter, r *http.Request) bool {
+	s.mu.Lock()
+	l := s.l
+	s.mu.Unlock()
+	if l == nil || l.h2c == nil || !s.spec.KeepAlive {
+		return false // an HTTP/2 connection is a persistent one
+	}
+	cr, ok := cleanPath(r)
+	if !ok {
+		return false
+	}
+	path := cr.URL.Path
+	if path == "" {
+		path = "/"
+	}
+	if rt, _ := s.router.match(stripPort(r.Host), path, r.Method); rt == nil || !rt.h2c {
+		return false
+	}
+	return l.h2c.serve(w, r, l.srv, l)
 }
 
 // route answers r, writing to w; conn is the server's own writer, which
@@ -219,8 +268,19 @@ func (s *Server) Listen() error {
 		ln = newLimitListener(ln, ls.maxConnections)
 	}
 	l := &listener{addr: addr, ln: ln, settings: ls, done: make(chan struct{})}
+	if ls.https {
+		// Each handshake takes the current generation's configuration:
+		// certificates and client CAs change without a new listener.
+		l.tlsConf.Store(s.tlsConf)
+		l.ln = tls.NewListener(ln, &tls.Config{
+			GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) { return l.tlsConf.Load(), nil },
+		})
+	} else {
+		l.h2c = newH2CUpgrader(ls)
+	}
 	l.srv = &http.Server{
 		Handler:           l,
+		Protocols:         ls.protocols(),
 		ReadHeaderTimeout: ls.readHeaderTimeout,
 		ReadTimeout:       ls.readTimeout,
 		WriteTimeout:      ls.writeTimeout,
@@ -243,6 +303,9 @@ func (s *Server) Serve() {
 		return
 	}
 	l.srv.SetKeepAlivesEnabled(s.spec.KeepAlive)
+	if l.settings.https && s.tlsConf != nil {
+		l.tlsConf.Store(s.tlsConf)
+	}
 	l.current.Store(s)
 	l.owner.Store(s)
 	if l.served.CompareAndSwap(false, true) {
@@ -303,6 +366,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	if err != nil && !errors.Is(err, net.ErrClosed) {
 		l.srv.Close()
 	}
+	if l.h2c != nil {
+		l.h2c.shutdown(ctx)
+	}
 	<-l.done
 	return ignoreClosed(err)
 }
@@ -332,8 +398,9 @@ type Status struct {
 	// Content-Length exceeded the path's clientMaxBodySize.
 	BodyTooLarge uint64 `json:"bodyTooLarge" yaml:"bodyTooLarge"`
 	// PendingRestart is true when the running listener's listener-level
-	// settings (timeouts, maxHeaderBytes, maxConnections) differ from the
-	// spec's: they take effect only when the listener is recreated.
+	// settings (timeouts, maxHeaderBytes, maxConnections, https, h2c)
+	// differ from the spec's: they take effect only when the listener is
+	// recreated.
 	PendingRestart bool `json:"pendingRestart,omitempty" yaml:"pendingRestart,omitempty"`
 }
 

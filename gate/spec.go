@@ -23,6 +23,13 @@ import (
 //	clientMaxBodySize: 4194304
 //	trustedProxies: [10.0.0.0/8]
 //	accessLog: {enabled: true, sampling: 0.1}
+//	https: true
+//	certs: {api: "-----BEGIN CERTIFICATE-----\n..."}
+//	keys: {api: "-----BEGIN PRIVATE KEY-----\n..."}
+//	certFiles: [{cert: /etc/sluice/www.crt, key: /etc/sluice/www.key}]
+//	clientCAFiles: [/etc/sluice/clients-ca.pem]
+//	clientAuth: verify
+//	minTLSVersion: "1.2"
 //	rules:
 //	  - host: api.example.com
 //	    paths:
@@ -38,8 +45,57 @@ type Spec struct {
 	Address string `yaml:"address,omitempty"`
 	// KeepAlive enables HTTP keep-alive connections. Default true.
 	KeepAlive bool `yaml:"keepAlive"`
-	// HTTPS must be false for now: TLS serving is not built yet.
+	// HTTPS serves TLS on the port. It needs at least one certificate
+	// (certs/keys, certBase64/keyBase64 or certFiles). Default false.
+	// Listener-level: a change on the same address waits for the
+	// listener to be recreated (see the package comment).
 	HTTPS bool `yaml:"https"`
+	// HTTP2 offers HTTP/2 over TLS by ALPN ("h2" before "http/1.1").
+	// Default true (set by SetDefaults; the zero value offers HTTP/1.1
+	// only). It takes effect with the generation, for new handshakes. It
+	// has no effect on a cleartext listener: see H2C.
+	HTTP2 bool `yaml:"http2"`
+	// H2C accepts HTTP/2 with prior knowledge (RFC 9113 §3.3) on a
+	// cleartext listener, beside HTTP/1.1. Default false; it needs
+	// https: false. Listener-level. The HTTP/1.1 Upgrade to h2c is a
+	// separate matter, per route: see Path.AllowH2CUpgrade.
+	H2C bool `yaml:"h2c"`
+
+	// Certs are PEM certificates (with their chains) by name, each with
+	// the PEM private key of the same name in Keys. Several certificates
+	// are chosen by SNI from the DNS names of their leaf (the subject
+	// common name when it has none), wildcards included; a handshake
+	// that names none of them gets the default certificate: the first of
+	// certBase64, then certs in the order of their names, then certFiles.
+	// Certificates, keys, client CAs, clientAuth, minTLSVersion and http2
+	// take effect with the generation: an update on the same address
+	// applies them to new handshakes without dropping a connection.
+	Certs map[string]string `yaml:"certs,omitempty"`
+	// Keys are the PEM private keys of Certs, by the same names.
+	Keys map[string]string `yaml:"keys,omitempty"`
+	// CertBase64 and KeyBase64 are one certificate and its key, PEM
+	// base64-encoded (Easegress v1).
+	CertBase64 string `yaml:"certBase64,omitempty"`
+	KeyBase64  string `yaml:"keyBase64,omitempty"`
+	// CertFiles are certificates and keys read from PEM files when the
+	// server is built; to pick up new files, apply the spec again.
+	CertFiles []CertFile `yaml:"certFiles,omitempty"`
+	// CACertBase64 is a PEM bundle of CAs, base64-encoded, that client
+	// certificates are verified against (mTLS).
+	CACertBase64 string `yaml:"caCertBase64,omitempty"`
+	// ClientCAFiles are PEM files of further client CAs.
+	ClientCAFiles []string `yaml:"clientCAFiles,omitempty"`
+	// ClientAuth is what the server asks of a client certificate: none;
+	// request (asked for, not required, not verified); require (required,
+	// not verified); verify (required and verified against the client
+	// CAs). Empty means verify when a client CA is set (as Easegress does
+	// with caCertBase64), none otherwise. verify needs a client CA.
+	ClientAuth string `yaml:"clientAuth,omitempty"`
+	// MinTLSVersion is the lowest TLS version accepted: "1.2" or "1.3".
+	// Empty means "1.2". Cipher suites are Go's defaults; renegotiation
+	// is never offered.
+	MinTLSVersion string `yaml:"minTLSVersion,omitempty"`
+
 	// Rules are matched in order; the first rule whose host matches and one
 	// of whose paths matches wins.
 	Rules []Rule `yaml:"rules,omitempty"`
@@ -108,6 +164,9 @@ type Rule struct {
 	HostRegexp string `yaml:"hostRegexp,omitempty"`
 	// Paths are tried in order.
 	Paths []Path `yaml:"paths,omitempty"`
+	// AllowH2CUpgrade lets every path of the rule take the HTTP/1.1
+	// Upgrade to h2c; see Path.AllowH2CUpgrade. Default false.
+	AllowH2CUpgrade bool `yaml:"allowH2CUpgrade,omitempty"`
 }
 
 // Path matches the request path and method and names the pipeline that
@@ -124,19 +183,38 @@ type Path struct {
 	ClientMaxBodySize int64 `yaml:"clientMaxBodySize,omitempty"`
 	// Backend is the name of the pipeline that handles matching requests.
 	Backend string `yaml:"backend"`
+	// AllowH2CUpgrade lets a request routed here upgrade its cleartext
+	// connection to HTTP/2 with "Upgrade: h2c" (RFC 7540 §3.2): the
+	// server answers 101 and serves the request, and every later one on
+	// the connection, as HTTP/2. Only a body-less HTTP/1.1 request with
+	// exactly one HTTP2-Settings header is upgraded. Default false: the
+	// offer is removed from the request, which is served as HTTP/1.1, as
+	// it is on an https server.
+	AllowH2CUpgrade bool `yaml:"allowH2CUpgrade,omitempty"`
 }
 
-// SetDefaults sets KeepAlive and AccessLog.Sampling. The other defaults are
-// those of the zero values, documented on the fields.
+// CertFile names the PEM files of a certificate (with its chain) and of
+// its private key.
+type CertFile struct {
+	Cert string `yaml:"cert"`
+	Key  string `yaml:"key"`
+}
+
+// SetDefaults sets KeepAlive, HTTP2 and AccessLog.Sampling. The other
+// defaults are those of the zero values, documented on the fields.
 func (s *Spec) SetDefaults() {
 	s.KeepAlive = true
+	s.HTTP2 = true
 	s.AccessLog.Sampling = 1
 }
 
 // Validate checks the spec; errors name the field.
 func (s *Spec) Validate() error {
-	if s.HTTPS {
-		return pipeline.FieldErr("https", errors.New("TLS serving is not supported yet; set https: false"))
+	if s.HTTPS && s.H2C {
+		return pipeline.FieldErr("h2c", errors.New("h2c is HTTP/2 without TLS; it needs https: false"))
+	}
+	if err := s.validateTLS(); err != nil {
+		return err
 	}
 	if s.Address != "" && net.ParseIP(s.Address) == nil {
 		return pipeline.FieldErr("address", fmt.Errorf("%q is not an IP address", s.Address))
