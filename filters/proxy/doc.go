@@ -190,12 +190,36 @@
 //
 // # Connections
 //
-// Each Proxy has one tuned *http.Transport (large idle pools, HTTP/2 when the
-// server offers it over TLS) unless the Env hands in a Transport, which is
-// then used as is and never closed. When a new generation of a Proxy inherits
-// from the previous one with the same transport settings it takes the
-// transport over, warm connections included; the transport's idle
-// connections are closed when the last Proxy using it is closed.
+// Each Proxy has one tuned *http.Transport (large idle pools, HTTP/2 when an
+// https server offers it by ALPN, HTTP/1.1 otherwise), and a second one
+// speaking HTTP/2 with prior knowledge for its pools with protocol h2c
+// (cleartext HTTP/2, as gRPC servers without TLS expect), unless the Env
+// hands in a Transport, which is then used as is and never closed (the
+// spec's transport settings, tls, mtls and protocol are then ignored, with a
+// warning). connectTimeout (5s) bounds the TCP connect and
+// responseHeaderTimeout (none by default) the wait for response headers;
+// both run on the real clock, inside the pools' timeouts; expiry is 504
+// timeout.
+//
+// Server certificates are verified against the system roots and the server
+// URL's host. tls (and Easegress's mtls, base64 PEM) add CAs to trust
+// (caFiles, caBase64, rootCertBase64), a client certificate for servers that
+// require one (certFile and keyFile, or certBase64 and keyBase64), a server
+// name to send and verify instead of the URL's host (serverName), and a
+// minimum version (minVersion, "1.2" by default). insecureSkipVerify turns
+// verification off; it must be set explicitly and the Proxy logs a warning
+// when it is built. Files are read when the Proxy is built; errors name the
+// field. A server whose certificate does not verify is answered 502 with the
+// result serverError, and logged at Warn once a minute per server on
+// Env.Clock (at Debug in between), with the server's URL and the
+// verification error.
+//
+// When a new generation of a Proxy inherits from the previous one with the
+// same transport settings (idle pool sizes, the two timeouts, whether a pool
+// uses h2c, and the TLS settings with the bytes of every CA, certificate and
+// key as read) it takes the transport over, warm connections included; the
+// transport's idle connections are closed when the last Proxy using it is
+// closed.
 //
 // # Concurrency
 //

@@ -25,4 +25,7 @@ var (
 	// Retry policy as its circuitBreakerPolicy, say). A name the pipeline
 	// does not define is pipeline.ErrUnknownPolicy.
 	ErrPolicyKind = errors.New("resilience policy of the wrong kind")
+	// ErrBadTLS: a tls or mtls field is malformed or incomplete, or a file
+	// or certificate it names cannot be read or parsed.
+	ErrBadTLS = errors.New("bad tls setting")
 )

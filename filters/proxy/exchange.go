@@ -234,7 +234,9 @@ func (x *exchange) failed(s *Server, ctx context.Context, body *bodyReader, err 
 		x.answer(ResultTimeout, http.StatusGatewayTimeout, "gateway timeout\n")
 		return true
 	}
-	x.log.Warn("server failed", "server", s.url, "attempt", n, "error", err)
+	if !x.p.logVerifyError(x.log, s, err) {
+		x.log.Warn("server failed", "server", s.url, "attempt", n, "error", err)
+	}
 	x.answer(ResultServerError, http.StatusBadGateway, "bad gateway\n")
 	return true
 }

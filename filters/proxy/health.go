@@ -499,7 +499,7 @@ func (c *checker) probe(p *Pool, s *Server) bool {
 	if p.upstreamHost != "" {
 		req.Host = p.upstreamHost
 	}
-	resp, err := c.p.tr.rt.RoundTrip(req)
+	resp, err := c.p.tr.roundTripper(p.h2c).RoundTrip(req)
 	if err != nil {
 		p.log.Debug("health check failed", "server", s.url, "error", err)
 		return false

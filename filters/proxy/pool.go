@@ -45,6 +45,7 @@ type Pool struct {
 	check        *healthCheck // nil: no active health checks
 	outlier      *outlier     // nil: no outlier detection
 	log          *slog.Logger // never nil
+	h2c          bool         // protocol h2c
 }
 
 // poolStats are a pool's own counters, behind a pointer for the same
@@ -69,6 +70,7 @@ func newPool(env pipeline.Env, field string, spec *PoolSpec) (*Pool, error) {
 		field:        field,
 		upstreamHost: spec.SetUpstreamHost,
 		log:          env.Logger,
+		h2c:          spec.Protocol == ProtocolH2C,
 	}
 	if p.log == nil {
 		p.log = slog.New(slog.DiscardHandler)

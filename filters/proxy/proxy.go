@@ -53,8 +53,10 @@ type Proxy struct {
 }
 
 // New builds a Proxy from spec, which it validates first (zero values mean
-// the documented defaults, as in YAML). It uses env.Transport for upstream
-// calls when set, and otherwise a transport of its own that Close releases;
+// the documented defaults, as in YAML), reading the TLS files the spec
+// names. It uses env.Transport for upstream calls when set (the spec's
+// transport settings are then ignored), and otherwise a transport of its
+// own that Close releases;
 // env.Clock for its time limits and health checks (nil means the real
 // clock); and the
 // policies in env.Policies that the pools name, which a pipeline builds
@@ -81,8 +83,17 @@ func New(env pipeline.Env, spec *Spec) (*Proxy, error) {
 	}
 	p.main = p.pools[len(p.pools)-1]
 	p.candidates = p.pools[:len(p.pools)-1]
+	ts, cfg, err := settingsOf(spec)
+	if err != nil {
+		return nil, err
+	}
+	if env.Transport != nil && (spec.TLS != nil || spec.MTLS != nil || ts.h2c) {
+		logger.Warn("the Env hands in a transport: tls, mtls and protocol of the spec are ignored")
+	} else if cfg != nil && cfg.InsecureSkipVerify {
+		logger.Warn("tls.insecureSkipVerify is set: server certificates are not verified")
+	}
 	p.checker = newChecker(p, env.Clock)
-	p.tr = newTransport(env.Transport, settingsOf(spec))
+	p.tr = newTransport(env.Transport, ts, cfg)
 	return p, nil
 }
 
@@ -105,7 +116,7 @@ func (p *Proxy) Handle(c *pipeline.Context) pipeline.Result {
 			}
 		}
 	}
-	return pool.handle(c, p.tr.rt, p.logger)
+	return pool.handle(c, p.tr.roundTripper(pool.h2c), p.logger)
 }
 
 // Pools returns the Proxy's pools in the order requests try them: the

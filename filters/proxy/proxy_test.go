@@ -814,8 +814,10 @@ func idleConnGoroutines() bool {
 func TestSpecFieldNames(t *testing.T) {
 	t.Parallel()
 	want := map[string][]string{
-		"Spec":                    {"pools", "mainPool", "candidatePools", "maxIdleConns", "maxIdleConnsPerHost"},
-		"PoolSpec":                {"servers", "loadBalance", "timeout", "perTryTimeout", "retryPolicy", "circuitBreakerPolicy", "failureCodes", "serverMaxBodySize", "filter", "serverTags", "setUpstreamHost", "healthCheck", "outlierDetection"},
+		"Spec":                    {"pools", "mainPool", "candidatePools", "maxIdleConns", "maxIdleConnsPerHost", "connectTimeout", "responseHeaderTimeout", "mtls", "tls"},
+		"PoolSpec":                {"servers", "loadBalance", "timeout", "perTryTimeout", "retryPolicy", "circuitBreakerPolicy", "failureCodes", "serverMaxBodySize", "filter", "serverTags", "setUpstreamHost", "healthCheck", "outlierDetection", "protocol"},
+		"MTLSSpec":                {"certBase64", "keyBase64", "rootCertBase64"},
+		"TLSSpec":                 {"caFiles", "caBase64", "certFile", "keyFile", "serverName", "insecureSkipVerify", "minVersion"},
 		"RequestMatcherSpec":      {"policy", "headers", "urls", "matchAllHeaders", "matchAllURLs", "headerHashKey", "permil"},
 		"StringMatcherSpec":       {"exact", "prefix", "regex", "empty"},
 		"MethodAndURLMatcherSpec": {"methods", "url"},

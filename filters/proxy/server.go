@@ -50,6 +50,7 @@ type serverStats struct {
 	healthMu    sync.Mutex    // serialises the active checks' bookkeeping
 	checkFails  int           // failed checks in a row, under healthMu
 	checkPasses int           // passed checks in a row, under healthMu
+	tlsLogNext  atomic.Int64  // when a verification failure may next be logged at Warn, Unix ns
 	_           [64]byte      // keep the next server's counters off these cache lines
 }
 

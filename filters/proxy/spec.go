@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net/url"
@@ -19,7 +20,24 @@ const (
 	// DefaultServerMaxBodySize is the largest request body a pool with a
 	// retry policy buffers for replay when serverMaxBodySize is 0: 4 MiB.
 	DefaultServerMaxBodySize = 4 << 20
+	// DefaultConnectTimeout bounds connecting to a server (TCP) when
+	// connectTimeout is 0: 5s.
+	DefaultConnectTimeout = 5 * time.Second
 )
+
+// Protocols of a pool (protocol).
+const (
+	// ProtocolAuto (the empty string, the default) speaks HTTP/1.1 to
+	// http servers and HTTP/2 to https servers that offer it by ALPN,
+	// HTTP/1.1 to those that do not.
+	ProtocolAuto = ""
+	// ProtocolH2C speaks HTTP/2 with prior knowledge (h2c) to http servers
+	// and HTTP/2 to https servers; servers that do not speak HTTP/2 fail.
+	ProtocolH2C = "h2c"
+)
+
+// tlsVersions are the accepted values of tls.minVersion.
+var tlsVersions = map[string]uint16{"1.2": tls.VersionTLS12, "1.3": tls.VersionTLS13}
 
 // Load-balancing policies (loadBalance.policy).
 const (
@@ -76,6 +94,9 @@ const (
 //	  loadBalance: {policy: roundRobin}
 //	  timeout: 30s
 //	  failureCodes: [502, 503]
+//	connectTimeout: 2s
+//	tls:                                # for https servers
+//	  caFiles: [/etc/sluice/backend-ca.pem]
 //
 // Go callers fill the same struct and get the same defaults and validation
 // through New or pipeline.Builder.
@@ -101,6 +122,86 @@ type Spec struct {
 	// means DefaultMaxIdleConnsPerHost (1024). Ignored when the Env hands in
 	// a Transport.
 	MaxIdleConnsPerHost int `yaml:"maxIdleConnsPerHost,omitempty"`
+	// ConnectTimeout bounds connecting to a server (the TCP connect; the
+	// TLS handshake has its own 10s limit), as a duration string. 0 means
+	// DefaultConnectTimeout (5s); negative is an error. Expiry is answered
+	// 504 with the result timeout. Runs on the real clock (it is the
+	// dialer's). Ignored when the Env hands in a Transport. Not an
+	// Easegress field.
+	ConnectTimeout time.Duration `yaml:"connectTimeout,omitempty"`
+	// ResponseHeaderTimeout bounds the wait for a server's response
+	// headers once the request has been written, as a duration string.
+	// 0 means no limit beyond the pool's timeouts; negative is an error.
+	// Expiry is answered 504 with the result timeout. Runs on the real
+	// clock (it is the transport's). Ignored when the Env hands in a
+	// Transport. Not an Easegress field.
+	ResponseHeaderTimeout time.Duration `yaml:"responseHeaderTimeout,omitempty"`
+	// MTLS is Easegress v2's backend TLS: a CA to trust and a client
+	// certificate, base64-encoded PEM. Nil means none. It combines with
+	// TLS (the CAs of both are trusted), but only one of them may give a
+	// client certificate. Ignored (with a warning) when the Env hands in a
+	// Transport.
+	MTLS *MTLSSpec `yaml:"mtls,omitempty"`
+	// TLS configures how https servers are verified and how the Proxy
+	// authenticates to them. Nil means the defaults: certificates verified
+	// against the system roots, the server URL's host as the name, TLS 1.2
+	// or later, no client certificate. Ignored (with a warning) when the
+	// Env hands in a Transport. Not an Easegress field.
+	TLS *TLSSpec `yaml:"tls,omitempty"`
+}
+
+// MTLSSpec is Easegress v2's mtls section of a Proxy:
+//
+//	mtls:
+//	  certBase64: LS0tLS1CRUdJTi...      # client certificate, base64 of PEM
+//	  keyBase64: LS0tLS1CRUdJTi...       # its key
+//	  rootCertBase64: LS0tLS1CRUdJTi...  # a CA to trust
+type MTLSSpec struct {
+	// CertBase64 is the client certificate presented to servers, PEM
+	// encoded and then base64 encoded; it needs KeyBase64. Empty means
+	// none.
+	CertBase64 string `yaml:"certBase64,omitempty"`
+	// KeyBase64 is CertBase64's private key, PEM then base64 encoded.
+	KeyBase64 string `yaml:"keyBase64,omitempty"`
+	// RootCertBase64 is one or more CA certificates, PEM then base64
+	// encoded, trusted in addition to the system roots. Empty means none.
+	RootCertBase64 string `yaml:"rootCertBase64,omitempty"`
+}
+
+// TLSSpec configures TLS to https servers:
+//
+//	tls:
+//	  caFiles: [/etc/sluice/backend-ca.pem]
+//	  certFile: /etc/sluice/client.pem   # mTLS
+//	  keyFile: /etc/sluice/client-key.pem
+//	  serverName: backend.internal
+//	  minVersion: "1.3"
+//
+// Files are read when the Proxy is built (a reload reads them again).
+// Every field is optional; the zero value is the default verification.
+type TLSSpec struct {
+	// CAFiles are PEM files of CA certificates trusted in addition to the
+	// system roots. Each must hold at least one certificate.
+	CAFiles []string `yaml:"caFiles,omitempty"`
+	// CABase64 is more CA certificates, PEM then base64 encoded.
+	CABase64 string `yaml:"caBase64,omitempty"`
+	// CertFile is a PEM file with the client certificate (chain) presented
+	// to servers that ask for one (mTLS); it needs KeyFile. Empty means
+	// none.
+	CertFile string `yaml:"certFile,omitempty"`
+	// KeyFile is the PEM file of CertFile's private key.
+	KeyFile string `yaml:"keyFile,omitempty"`
+	// ServerName is sent as SNI and is the name the server's certificate
+	// must carry, for every server of the Proxy. Empty means each server
+	// URL's host.
+	ServerName string `yaml:"serverName,omitempty"`
+	// InsecureSkipVerify accepts any server certificate: the connection is
+	// encrypted but the server is not authenticated. Default false; when
+	// true the Proxy logs a warning each time it is built. Only for tests.
+	InsecureSkipVerify bool `yaml:"insecureSkipVerify,omitempty"`
+	// MinVersion is the lowest TLS version accepted: "1.2" (the default
+	// when empty) or "1.3".
+	MinVersion string `yaml:"minVersion,omitempty"`
 }
 
 // PoolSpec is one pool of servers, how requests are spread over them, and
@@ -179,6 +280,12 @@ type PoolSpec struct {
 	// OutlierDetection turns on passive ejection of servers that fail
 	// requests in a row. Nil means none. Not an Easegress field.
 	OutlierDetection *OutlierDetectionSpec `yaml:"outlierDetection,omitempty"`
+	// Protocol is how the pool speaks to its servers: empty (ProtocolAuto,
+	// HTTP/1.1, or HTTP/2 when an https server offers it) or h2c
+	// (ProtocolH2C: HTTP/2 with prior knowledge to http servers, for
+	// cleartext gRPC and other h2c backends). Ignored when the Env hands
+	// in a Transport. Not an Easegress field.
+	Protocol string `yaml:"protocol,omitempty"`
 }
 
 // ServerSpec is one server of a pool.
@@ -275,6 +382,15 @@ func (s *Spec) Validate() error {
 	}
 	if s.MaxIdleConnsPerHost < 0 {
 		return pipeline.FieldErr("maxIdleConnsPerHost", fmt.Errorf("%w: must be 0 or more", ErrBadValue))
+	}
+	if s.ConnectTimeout < 0 {
+		return pipeline.FieldErr("connectTimeout", fmt.Errorf("%w: must not be negative", ErrBadValue))
+	}
+	if s.ResponseHeaderTimeout < 0 {
+		return pipeline.FieldErr("responseHeaderTimeout", fmt.Errorf("%w: must not be negative", ErrBadValue))
+	}
+	if err := s.validateTLS(); err != nil {
+		return err
 	}
 	main := -1
 	for i := range s.Pools {
@@ -376,6 +492,46 @@ func (p *PoolSpec) validate(field string) error {
 	if p.OutlierDetection != nil {
 		if err := p.OutlierDetection.validate(field + ".outlierDetection"); err != nil {
 			return err
+		}
+	}
+	switch p.Protocol {
+	case ProtocolAuto, ProtocolH2C:
+	default:
+		return pipeline.FieldErr(field+".protocol", fmt.Errorf("%w: unknown protocol %q (want %s or empty)", ErrBadValue, p.Protocol, ProtocolH2C))
+	}
+	return nil
+}
+
+// validateTLS checks the tls and mtls sections without reading files;
+// building the Proxy reads and parses them.
+func (s *Spec) validateTLS() error {
+	mt, t := s.MTLS, s.TLS
+	if mt != nil {
+		switch {
+		case mt.CertBase64 != "" && mt.KeyBase64 == "":
+			return pipeline.FieldErr("mtls.keyBase64", fmt.Errorf("%w: required with certBase64", ErrBadTLS))
+		case mt.CertBase64 == "" && mt.KeyBase64 != "":
+			return pipeline.FieldErr("mtls.certBase64", fmt.Errorf("%w: required with keyBase64", ErrBadTLS))
+		}
+	}
+	if t == nil {
+		return nil
+	}
+	switch {
+	case t.CertFile != "" && t.KeyFile == "":
+		return pipeline.FieldErr("tls.keyFile", fmt.Errorf("%w: required with certFile", ErrBadTLS))
+	case t.CertFile == "" && t.KeyFile != "":
+		return pipeline.FieldErr("tls.certFile", fmt.Errorf("%w: required with keyFile", ErrBadTLS))
+	case t.CertFile != "" && mt != nil && mt.CertBase64 != "":
+		return pipeline.FieldErr("tls.certFile", fmt.Errorf("%w: mtls.certBase64 gives a client certificate already; set one of them", ErrBadTLS))
+	case t.MinVersion != "" && tlsVersions[t.MinVersion] == 0:
+		return pipeline.FieldErr("tls.minVersion", fmt.Errorf("%w: unknown TLS version %q (want \"1.2\" or \"1.3\")", ErrBadTLS, t.MinVersion))
+	case t.ServerName != "" && (strings.ContainsAny(t.ServerName, "/:?#@ ") || !validHeaderValue(t.ServerName)):
+		return pipeline.FieldErr("tls.serverName", fmt.Errorf("%w: %q is not a host name", ErrBadTLS, t.ServerName))
+	}
+	for i, f := range t.CAFiles {
+		if f == "" {
+			return pipeline.FieldErr("tls.caFiles["+strconv.Itoa(i)+"]", fmt.Errorf("%w: empty file name", ErrBadTLS))
 		}
 	}
 	return nil
