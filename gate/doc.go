@@ -30,6 +30,16 @@
 // as HTTP/1.1, so a backend never sees it. Upgraded connections are
 // hijacked from net/http; Shutdown drains them too (GOAWAY, then close).
 //
+// Any other HTTP/1.1 Upgrade (WebSocket and the like) passes only on routes
+// that allow it (allowUpgrade on the rule or path): the server records the
+// decision in the request's pipeline.RequestInfo (UpgradeAllowed), a Proxy
+// then passes the offer on, and the pipeline joins the client's connection
+// to the server's when the server answers 101. On other routes the Upgrade
+// header and the upgrade token of Connection are removed, and the request
+// is served as a normal one. Connections upgraded this way are not
+// tracked by Shutdown: they last until the client or the server closes
+// them.
+//
 // # A request's way through the server
 //
 //  1. net/http reads the request within the listener's limits: headers
@@ -48,7 +58,8 @@
 //     ClientIP and RequestID.
 //  3. The path is normalised (dot segments resolved, repeated slashes
 //     folded; an encoded slash or a backslash is 400), then the rules
-//     route it.
+//     route it. A route without allowUpgrade loses the request's Upgrade
+//     offer here.
 //  4. Body limit: the matched path's clientMaxBodySize, or the server's
 //     (0 and -1: no limit). A Content-Length over it is 413 before the
 //     pipeline runs; otherwise the body is wrapped in http.MaxBytesReader,

@@ -31,6 +31,7 @@ type route struct {
 	name    string // "rules[i].paths[j]", for the access log
 	maxBody int64  // 0: no limit
 	h2c     bool   // allows the h2c Upgrade
+	upgrade bool   // allows other Upgrades (WebSocket, ...)
 }
 
 // methodSet is a bitmask of the standard methods plus a list of others.
@@ -98,6 +99,7 @@ func newRouter(spec *Spec, resolve func(string) http.Handler) *router {
 				name:    "rules[" + strconv.Itoa(i) + "].paths[" + strconv.Itoa(len(cr.paths)) + "]",
 				maxBody: maxBody(spec.ClientMaxBodySize, p.ClientMaxBodySize),
 				h2c:     r.AllowH2CUpgrade || p.AllowH2CUpgrade,
+				upgrade: r.AllowUpgrade || p.AllowUpgrade,
 			}
 			rt.h2c = rt.h2c || cp.h2c
 			if p.PathRegexp != "" {

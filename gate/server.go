@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -130,7 +131,9 @@ func New(name string, spec *Spec, opts Options) (*Server, error) {
 // works out the client's address and the request ID (see ClientIP and
 // RequestID), removes an offer to upgrade to h2c, then routes r to its
 // backend pipeline, or answers 400, 404, 405 or 413; and writes the access
-// log line.
+// log line. Before the pipeline runs it records in r's
+// pipeline.RequestInfo whether the route allows other Upgrades
+// (allowUpgrade), and removes the offer to upgrade when it does not.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if s.router.h2c && wantsH2CUpgrade(r) && s.upgradeH2C(w, r) {
 		return
@@ -217,6 +220,12 @@ func (s *Server) route(w, conn http.ResponseWriter, r *http.Request) *route {
 		http.NotFound(w, r)
 		return nil
 	}
+	if ri := pipeline.RequestInfoOf(r); ri != nil {
+		ri.UpgradeAllowed = rt.upgrade
+	}
+	if !rt.upgrade {
+		stripUpgrade(r.Header)
+	}
 	if rt.maxBody > 0 && r.Body != nil && r.Body != http.NoBody {
 		if r.ContentLength > rt.maxBody {
 			s.stats.bodyTooLarge.Add(1)
@@ -231,6 +240,29 @@ func (s *Server) route(w, conn http.ResponseWriter, r *http.Request) *route {
 	}
 	rt.handler.ServeHTTP(w, r)
 	return rt
+}
+
+// stripUpgrade removes a request's offer to switch protocols, on a route
+// that does not allow it: the Upgrade header and the upgrade token of
+// Connection. The request is then served as a normal one.
+func stripUpgrade(h http.Header) {
+	if _, ok := h["Upgrade"]; !ok {
+		return
+	}
+	h.Del("Upgrade")
+	var conn []string
+	for _, v := range h["Connection"] {
+		for tok := range strings.SplitSeq(v, ",") {
+			if t := strings.TrimSpace(tok); t != "" && !strings.EqualFold(t, "upgrade") {
+				conn = append(conn, t)
+			}
+		}
+	}
+	if len(conn) == 0 {
+		h.Del("Connection")
+	} else {
+		h["Connection"] = []string{strings.Join(conn, ", ")}
+	}
 }
 
 // Inherit takes over prev's listener, if prev has one on the same address,

@@ -167,6 +167,9 @@ type Rule struct {
 	// AllowH2CUpgrade lets every path of the rule take the HTTP/1.1
 	// Upgrade to h2c; see Path.AllowH2CUpgrade. Default false.
 	AllowH2CUpgrade bool `yaml:"allowH2CUpgrade,omitempty"`
+	// AllowUpgrade lets every path of the rule pass an HTTP/1.1 Upgrade
+	// (WebSocket and others) on; see Path.AllowUpgrade. Default false.
+	AllowUpgrade bool `yaml:"allowUpgrade,omitempty"`
 }
 
 // Path matches the request path and method and names the pipeline that
@@ -191,6 +194,15 @@ type Path struct {
 	// offer is removed from the request, which is served as HTTP/1.1, as
 	// it is on an https server.
 	AllowH2CUpgrade bool `yaml:"allowH2CUpgrade,omitempty"`
+	// AllowUpgrade lets a request routed here switch protocols with an
+	// HTTP/1.1 Upgrade other than h2c (WebSocket, RFC 6455, and others):
+	// the route's pipeline sees UpgradeAllowed in its
+	// pipeline.RequestInfo, a Proxy passes Connection: Upgrade and
+	// Upgrade to the server, and a 101 from it joins the two connections.
+	// It is allowed when the path or its rule says true. Default false:
+	// the Upgrade header (and the upgrade token of Connection) is removed
+	// from the request, which is served as a normal one.
+	AllowUpgrade bool `yaml:"allowUpgrade,omitempty"`
 }
 
 // CertFile names the PEM files of a certificate (with its chain) and of

@@ -7,12 +7,21 @@ import (
 )
 
 // RequestInfo is what a gate learned about a request before routing it:
-// the real client address (from trusted proxies' headers) and the request
-// ID. It travels in the request's context; filters read it with ClientIP
-// and RequestID.
+// the real client address (from trusted proxies' headers), the request ID
+// and whether its route lets it switch protocols. It travels in the
+// request's context; filters read it with ClientIP and RequestID, or with
+// RequestInfoOf.
 type RequestInfo struct {
 	ClientIP  netip.Addr
 	RequestID string
+	// UpgradeAllowed is true when the route the gate matched allows an
+	// HTTP/1.1 Upgrade (WebSocket and others; gate's allowUpgrade): a
+	// proxy then passes the request's Connection: Upgrade and Upgrade
+	// headers on and hands a 101 answer back. The gate sets it once the
+	// route is matched, before the pipeline runs; on a route that does
+	// not allow it the gate has already removed the offer to upgrade.
+	// False for a request that did not come through a gate.
+	UpgradeAllowed bool
 }
 
 type requestInfoKey struct{}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"runtime/debug"
@@ -272,8 +273,11 @@ func (p *Pipeline) Run(c *Context) Result {
 }
 
 // ServeHTTP runs the flow for r and writes the primary namespace's response
-// (200 with an empty body if no filter set one). A panic in a filter is
-// recovered, logged with its stack, counted, and answered with 500.
+// (200 with an empty body if no filter set one) with WriteResponse. A 101
+// Switching Protocols whose body is the upgraded connection is served until
+// that connection ends; any other 1xx status is answered with 500. A panic
+// in a filter is recovered, logged with its stack, counted, and answered
+// with 500.
 func (p *Pipeline) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	p.inflight.Add(1)
 	p.serve(w, r)
@@ -340,7 +344,7 @@ func (p *Pipeline) serve(w http.ResponseWriter, r *http.Request) {
 	if code = resp.StatusCode; code == 0 {
 		code = http.StatusOK
 	}
-	if !finalStatus(code) {
+	if !finalStatus(code) && !switchesProtocols(resp) {
 		p.logger.Error("a filter set a response status that is not a final status", "status", code)
 		code = http.StatusInternalServerError
 		return // the deferred handler answers 500
@@ -360,8 +364,21 @@ func (p *Pipeline) serve(w http.ResponseWriter, r *http.Request) {
 }
 
 // finalStatus reports whether code can end an exchange: 1xx are interim
-// responses, and net/http panics on codes outside 100-999.
+// responses, and net/http panics on codes outside 100-999. A 101 that
+// carries the upgraded connection is final too: see switchesProtocols.
 func finalStatus(code int) bool { return code >= 200 && code <= 999 }
+
+// switchesProtocols reports whether resp is a 101 Switching Protocols
+// whose Body is the upgraded connection to the server (an
+// io.ReadWriteCloser, as http.Transport returns it): WriteResponse then
+// joins it to the client's connection.
+func switchesProtocols(resp *http.Response) bool {
+	if resp.StatusCode != http.StatusSwitchingProtocols {
+		return false
+	}
+	_, ok := resp.Body.(io.ReadWriteCloser)
+	return ok
+}
 
 func (p *Pipeline) release(c *Context) {
 	c.cur = 0
@@ -384,7 +401,17 @@ func (p *Pipeline) done() {
 // WriteResponse writes resp to w: headers without hop-by-hop ones, status,
 // and the body, flushed as it arrives when its length is unknown (streams).
 // It closes resp.Body.
+//
+// A 101 Switching Protocols whose Body is an io.ReadWriteCloser (the
+// server's end of an upgraded connection) is written with its Connection:
+// Upgrade and Upgrade headers; then w's connection is hijacked and bytes
+// are copied both ways until either side closes or fails, when both
+// connections are closed. WriteResponse returns only then. It fails when
+// w cannot be hijacked (HTTP/2, a recorder), after writing the header.
 func WriteResponse(w http.ResponseWriter, resp *http.Response) error {
+	if switchesProtocols(resp) {
+		return switchProtocols(w, resp, resp.Body.(io.ReadWriteCloser))
+	}
 	h := w.Header()
 	for k, vv := range resp.Header {
 		h[k] = vv
@@ -418,6 +445,58 @@ func WriteResponse(w http.ResponseWriter, resp *http.Response) error {
 		h[http.TrailerPrefix+k] = vv
 	}
 	return err
+}
+
+// switchProtocols writes resp, a 101, and joins w's connection to server.
+// Neither error it returns is a *httpx.ReadError: the response is
+// complete once the 101 is out.
+func switchProtocols(w http.ResponseWriter, resp *http.Response, server io.ReadWriteCloser) error {
+	defer server.Close()
+	h := w.Header()
+	for k, vv := range resp.Header {
+		h[k] = vv
+	}
+	upgrade := resp.Header.Values("Upgrade")
+	httpx.RemoveHopByHop(h)
+	h.Set("Connection", "Upgrade")
+	if len(upgrade) > 0 {
+		h["Upgrade"] = upgrade
+	}
+	w.WriteHeader(http.StatusSwitchingProtocols)
+	conn, brw, err := http.NewResponseController(w).Hijack()
+	if err != nil {
+		return fmt.Errorf("switching protocols: %v", err)
+	}
+	defer conn.Close()
+	// The deadlines net/http set for the request must not cut the
+	// upgraded connection.
+	conn.SetDeadline(time.Time{})
+	if err := brw.Flush(); err != nil {
+		return fmt.Errorf("switching protocols: writing to the client: %v", err)
+	}
+	// What the client sent after its request may be buffered already.
+	var client io.Reader = conn
+	if brw.Reader.Buffered() > 0 {
+		client = brw.Reader
+	}
+	errc := make(chan error, 2)
+	go func() {
+		_, err := httpx.Copy(server, client, nil)
+		errc <- err
+	}()
+	go func() {
+		_, err := httpx.Copy(conn, server, nil)
+		errc <- err
+	}()
+	err = <-errc
+	// One direction ended: end the other by closing both connections.
+	conn.Close()
+	server.Close()
+	<-errc
+	if err != nil {
+		return fmt.Errorf("upgraded connection: %v", err)
+	}
+	return nil
 }
 
 // Inherit hands state over from prev: each filter of p that implements

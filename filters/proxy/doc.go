@@ -44,6 +44,20 @@
 // The response's hop-by-hop headers are removed and its body is left
 // streaming; the pipeline writes it with pipeline.WriteResponse.
 //
+// # Upgrades (WebSocket)
+//
+// A request that asks to switch protocols (HTTP/1.1 with Connection:
+// upgrade and an Upgrade header) keeps its Connection: Upgrade and Upgrade
+// headers only when its gate allowed it (pipeline.RequestInfo's
+// UpgradeAllowed, from the route's allowUpgrade); anything else
+// hop-by-hop is still removed. Such a request goes over HTTP/1.1 whatever
+// the pool's protocol, is sent once (no retry, no body buffering), and the
+// pool's timeouts bound only the wait for the answer. A 101 answer keeps
+// its Connection and Upgrade headers, and its body is the upgraded
+// connection, an io.ReadWriteCloser: pipeline.WriteResponse joins it to
+// the client's. A 101 to a request that was not allowed to upgrade is a
+// 502 (serverError).
+//
 // # Load balancing
 //
 // loadBalance.policy is one of Easegress's roundRobin, random,
@@ -191,9 +205,10 @@
 // # Connections
 //
 // Each Proxy has one tuned *http.Transport (large idle pools, HTTP/2 when an
-// https server offers it by ALPN, HTTP/1.1 otherwise), and a second one
+// https server offers it by ALPN, HTTP/1.1 otherwise), a second one
 // speaking HTTP/2 with prior knowledge for its pools with protocol h2c
-// (cleartext HTTP/2, as gRPC servers without TLS expect), unless the Env
+// (cleartext HTTP/2, as gRPC servers without TLS expect), and a third one
+// speaking HTTP/1.1 only, for Upgrades, unless the Env
 // hands in a Transport, which is then used as is and never closed (the
 // spec's transport settings, tls, mtls and protocol are then ignored, with a
 // warning). connectTimeout (5s) bounds the TCP connect and

@@ -22,9 +22,10 @@ const drainLimit = 64 << 10
 // Errors an attempt reports to resilience.Retry.Do. Do only passes them
 // back; the exchange keeps the outcome itself.
 var (
-	errShortCircuited = errors.New("circuit breaker open")
-	errNoServer       = errors.New("no server available")
-	errFailureCode    = errors.New("failure code")
+	errShortCircuited  = errors.New("circuit breaker open")
+	errNoServer        = errors.New("no server available")
+	errFailureCode     = errors.New("failure code")
+	errSwitchedUnasked = errors.New("server switched protocols unasked")
 )
 
 // exchange is one request's way through a pool: its attempts, and the
@@ -42,6 +43,8 @@ type exchange struct {
 	in  *http.Request
 	rt  http.RoundTripper
 	log *slog.Logger
+
+	upgrade bool // in asks to switch protocols, and its route allows it (see upgrading)
 
 	ctx    context.Context    // in's context bounded by the pool's timeout
 	cancel context.CancelFunc // ends ctx; nil without a timeout
@@ -109,6 +112,9 @@ func (x *exchange) attempt(ctx context.Context, n int) (retry bool, err error) {
 		tctx, tcancel = resilience.WithTimeout(ctx, p.clock, p.perTry)
 	}
 	out, body := s.outbound(tctx, x.in)
+	if x.upgrade {
+		keepUpgrade(out, x.in)
+	}
 	if p.upstreamHost != "" {
 		out.Host = p.upstreamHost
 	}
@@ -144,7 +150,28 @@ func (x *exchange) attempt(ctx context.Context, n int) (retry bool, err error) {
 		permit.Done(true)
 		return x.replay, err
 	}
-	httpx.RemoveHopByHop(resp.Header)
+	if resp.StatusCode == http.StatusSwitchingProtocols {
+		if !x.upgrade {
+			// A switch the client did not ask for, or may not make.
+			resp.Body.Close()
+			if tcancel != nil {
+				tcancel()
+			}
+			s.stats.errors.Add(1)
+			permit.Done(true)
+			x.log.Warn("server switched protocols unasked", "server", s.url)
+			x.answer(ResultServerError, http.StatusBadGateway, "bad gateway\n")
+			return false, errSwitchedUnasked
+		}
+		up := resp.Header["Upgrade"]
+		httpx.RemoveHopByHop(resp.Header)
+		resp.Header["Connection"] = []string{"Upgrade"}
+		if up != nil {
+			resp.Header["Upgrade"] = up
+		}
+	} else {
+		httpx.RemoveHopByHop(resp.Header)
+	}
 	x.resp, x.tryCancel = resp, tcancel
 	failed := p.failureCodes.has(resp.StatusCode)
 	if p.outlier != nil {
@@ -275,6 +302,14 @@ func (x *exchange) discard() {
 // so the timeouts go on bounding the body as it streams.
 func (x *exchange) finish() pipeline.Result {
 	if x.resp != nil {
+		if _, ok := x.resp.Body.(io.ReadWriteCloser); ok && x.resp.StatusCode == http.StatusSwitchingProtocols {
+			// The timeouts bound the handshake, not the upgraded
+			// connection: the transport has handed that over, and
+			// ending the contexts does not close it.
+			x.endContexts()
+			x.c.SetResponse(x.resp)
+			return x.res
+		}
 		if x.cancel != nil || x.tryCancel != nil {
 			x.resp.Body = &cancelBody{ReadCloser: x.resp.Body, cancel: x.cancel, cancelTry: x.tryCancel}
 		}
@@ -286,6 +321,16 @@ func (x *exchange) finish() pipeline.Result {
 	}
 	x.c.Respond(x.code, x.msg)
 	return x.res
+}
+
+// endContexts ends the exchange's contexts.
+func (x *exchange) endContexts() {
+	if x.tryCancel != nil {
+		x.tryCancel()
+	}
+	if x.cancel != nil {
+		x.cancel()
+	}
 }
 
 // idempotent reports whether a request with method m may be sent twice:

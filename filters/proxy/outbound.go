@@ -8,10 +8,12 @@ import (
 	"net/http"
 	"net/textproto"
 	"net/url"
+	"slices"
 	"strings"
 	"sync/atomic"
 
 	"github.com/sluicegw/sluice/internal/httpx"
+	"github.com/sluicegw/sluice/pipeline"
 )
 
 // extraHeaders is the room outboundHeader keeps for the headers it adds:
@@ -48,6 +50,31 @@ func (s *Server) outbound(ctx context.Context, in *http.Request) (*http.Request,
 		out.Body = body
 	}
 	return out, body
+}
+
+// upgrading reports whether in asks to switch protocols (HTTP/1.1,
+// Connection: upgrade and an Upgrade header) on a route whose gate allows
+// it (pipeline.RequestInfo.UpgradeAllowed). Such a request keeps its
+// Connection: Upgrade and Upgrade headers (see keepUpgrade), goes over
+// HTTP/1.1, is sent once, and a 101 answer carries the upgraded
+// connection as its body.
+func upgrading(in *http.Request) bool {
+	if in == nil || in.ProtoMajor != 1 || in.ProtoMinor < 1 {
+		return false
+	}
+	if len(in.Header["Upgrade"]) == 0 || !hasToken(in.Header["Connection"], "upgrade") {
+		return false
+	}
+	ri := pipeline.RequestInfoOf(in)
+	return ri != nil && ri.UpgradeAllowed
+}
+
+// keepUpgrade puts in's offer to switch protocols back on out, whose
+// hop-by-hop headers outbound removed: Connection: Upgrade and in's
+// Upgrade header, and nothing else hop-by-hop.
+func keepUpgrade(out, in *http.Request) {
+	out.Header["Connection"] = []string{"Upgrade"}
+	out.Header["Upgrade"] = slices.Clone(in.Header["Upgrade"])
 }
 
 // joinPath joins the server's path prefix and the request's path with one

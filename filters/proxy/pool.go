@@ -150,12 +150,15 @@ func (p *Pool) handle(c *pipeline.Context, rt http.RoundTripper, log *slog.Logge
 		c.Respond(http.StatusInternalServerError, "internal error\n")
 		return ResultInternalError
 	}
-	if p.retry != nil {
+	upgrade := upgrading(in)
+	if p.retry != nil && !upgrade {
 		return p.handleRetry(c, in, rt, log)
 	}
-	// One attempt: the exchange stays on the stack.
+	// One attempt: the exchange stays on the stack. An Upgrade is never
+	// retried: the server may have switched protocols already.
 	var x exchange
 	x.init(p, c, in, rt, log)
+	x.upgrade = upgrade
 	x.attempt(x.ctx, 1)
 	return x.finish()
 }

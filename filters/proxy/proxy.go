@@ -116,6 +116,9 @@ func (p *Proxy) Handle(c *pipeline.Context) pipeline.Result {
 			}
 		}
 	}
+	if upgrading(c.Request()) {
+		return pool.handle(c, p.tr.upgradeRoundTripper(), p.logger)
+	}
 	return pool.handle(c, p.tr.roundTripper(pool.h2c), p.logger)
 }
 

@@ -203,6 +203,7 @@ type transport struct {
 	rt       http.RoundTripper
 	own      *http.Transport // nil for the Env's transport
 	h2c      *http.Transport // prior-knowledge HTTP/2 for pools with protocol h2c; nil: none
+	h1       *http.Transport // HTTP/1.1 only, for Upgrades; nil for the Env's transport
 	settings transportSettings
 	refs     atomic.Int64
 }
@@ -212,6 +213,7 @@ func newTransport(rt http.RoundTripper, ts transportSettings, cfg *tls.Config) *
 	if rt == nil {
 		t.own = newHTTPTransport(ts, cfg, false)
 		t.rt = t.own
+		t.h1 = newHTTP1Transport(ts, cfg)
 		if ts.h2c {
 			t.h2c = newHTTPTransport(ts, cfg, true)
 		}
@@ -227,6 +229,28 @@ func (t *transport) roundTripper(h2c bool) http.RoundTripper {
 		return t.h2c
 	}
 	return t.rt
+}
+
+// upgradeRoundTripper returns the round tripper of a request that asks to
+// switch protocols, whatever its pool's protocol: an Upgrade exists only
+// in HTTP/1.1. The Env's transport is used as is (net/http sends a
+// WebSocket Upgrade over HTTP/1.1 by itself).
+func (t *transport) upgradeRoundTripper() http.RoundTripper {
+	if t.h1 != nil {
+		return t.h1
+	}
+	return t.rt
+}
+
+// newHTTP1Transport is newHTTPTransport speaking HTTP/1.1 only, also to
+// https servers that offer HTTP/2.
+func newHTTP1Transport(ts transportSettings, cfg *tls.Config) *http.Transport {
+	t := newHTTPTransport(ts, cfg, false)
+	var protos http.Protocols
+	protos.SetHTTP1(true)
+	t.Protocols = &protos
+	t.ForceAttemptHTTP2 = false
+	return t
 }
 
 // newHTTPTransport returns a transport tuned for a gateway: large idle pools,
@@ -288,6 +312,9 @@ func (t *transport) acquire() bool {
 func (t *transport) release() {
 	if t.refs.Add(-1) == 0 && t.own != nil {
 		t.own.CloseIdleConnections()
+		if t.h1 != nil {
+			t.h1.CloseIdleConnections()
+		}
 		if t.h2c != nil {
 			t.h2c.CloseIdleConnections()
 		}
