@@ -21,6 +21,13 @@
 // verify; verify, the default when a client CA is set, checks them against
 // caCertBase64 and clientCAFiles).
 //
+// With http3 (https only) the server also serves HTTP/3 over QUIC on the
+// UDP port of the same number, with the same handler, certificates and
+// client authentication (TLS 1.3, as QUIC requires; no 0-RTT), and every
+// HTTP/1.1 and HTTP/2 response advertises it with Alt-Svc. One HTTP/2 or
+// HTTP/3 connection has at most maxConcurrentStreams requests open (default
+// 250). Shutdown drains HTTP/3 connections too (GOAWAY, then close).
+//
 // The HTTP/1.1 Upgrade to h2c (RFC 7540 §3.2) is taken only for a request
 // whose route allows it (allowH2CUpgrade on the rule or path), on a
 // cleartext listener with keepAlive, and only for a body-less request: the
@@ -39,6 +46,22 @@
 // is served as a normal one. Connections upgraded this way are not
 // tracked by Shutdown: they last until the client or the server closes
 // them.
+//
+// # Request smuggling
+//
+// On a cleartext listener a guard reads each connection's bytes beside
+// net/http and follows the framing of its HTTP/1.1 requests. A request
+// whose framing two parsers could read differently — Content-Length
+// beside Transfer-Encoding, a bare LF or a bare CR as a line end, a header
+// folded onto the next line, chunk data longer than its size — is answered
+// 400 and its connection closed before any pipeline sees it; net/http
+// itself refuses duplicate or malformed Content-Length, unknown transfer
+// codings (501), invalid header names and values, and oversized heads
+// (431). On an h2c listener a first line that is neither HTTP/1 nor the
+// HTTP/2 preface closes the connection without an answer. Connections
+// that switch protocols (101, CONNECT tunnels, h2c) leave the guard when
+// they are hijacked. TLS listeners are not guarded yet: net/http's own
+// checks apply there.
 //
 // # A request's way through the server
 //
@@ -83,7 +106,7 @@
 // the old one drains its requests.
 //
 // Listener-level settings (the timeouts, maxHeaderBytes, maxConnections,
-// https and h2c) are fixed when a listener is created: they live in the
+// maxConcurrentStreams, https, h2c and http3) are fixed when a listener is created: they live in the
 // running http.Server, which cannot change under its connections without a
 // race, and recreating the listener would rebind a port that is in use. A
 // generation that changes them on the same address keeps the running
@@ -102,6 +125,4 @@
 // connections already open keep theirs and carry on. Certificate files
 // are read when a generation is built: apply the spec again to reload
 // them.
-//
-// Still to come in this package: HTTP/3, the radix-tree router.
 package gate

@@ -39,7 +39,7 @@ type h2cUpgrader struct {
 func newH2CUpgrader(ls listenerSettings) *h2cUpgrader {
 	u := &h2cUpgrader{
 		//lint:ignore SA1019 net/http has no API for the h2c Upgrade (an UpgradeRequest served as stream 1); x/net/http2 is the only implementation.
-		h2:     &http2.Server{IdleTimeout: ls.idleTimeout},
+		h2:     &http2.Server{IdleTimeout: ls.idleTimeout, MaxConcurrentStreams: uint32(ls.maxStreams)},
 		shadow: &http.Server{},
 		conns:  map[net.Conn]struct{}{},
 	}

@@ -168,13 +168,40 @@ func (id *identity) rightmostUntrusted(values []string, parse func(string) (neti
 
 // requestID keeps a well-formed ID from a trusted peer, or sets a new one
 // on h.
+//
+// The ID header is end to end: a Connection header naming it, which would
+// make a proxy drop it on the way to the backend, loses that token.
 func (id *identity) requestID(h http.Header, trusted bool) string {
+	if _, ok := h["Connection"]; ok {
+		dropConnectionToken(h, id.idHeader)
+	}
 	if v := h[id.idHeader]; trusted && len(v) == 1 && wellFormedID(v[0]) {
 		return v[0]
 	}
 	s := newRequestID()
 	h[id.idHeader] = []string{s}
 	return s
+}
+
+// dropConnectionToken removes name from the tokens of h's Connection
+// header.
+func dropConnectionToken(h http.Header, name string) {
+	if !hasToken(h["Connection"], name) {
+		return
+	}
+	var keep []string
+	for _, v := range h["Connection"] {
+		for tok := range strings.SplitSeq(v, ",") {
+			if t := strings.TrimSpace(tok); t != "" && !strings.EqualFold(t, name) {
+				keep = append(keep, t)
+			}
+		}
+	}
+	if len(keep) == 0 {
+		h.Del("Connection")
+	} else {
+		h["Connection"] = []string{strings.Join(keep, ", ")}
+	}
 }
 
 // wellFormedID accepts 1 to 128 letters, digits and -_.:+/=@.

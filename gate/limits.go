@@ -15,8 +15,8 @@ import (
 // PendingRestart until the listener is recreated.
 type listenerSettings struct {
 	readHeaderTimeout, readTimeout, writeTimeout, idleTimeout time.Duration
-	maxHeaderBytes, maxConnections                            int
-	https, h2c                                                bool
+	maxHeaderBytes, maxConnections, maxStreams                int
+	https, h2c, http3                                         bool
 }
 
 // listenerSettings resolves the spec's listener-level settings, defaults
@@ -31,6 +31,11 @@ func (s *Spec) listenerSettings() listenerSettings {
 		maxConnections:    s.MaxConnections,
 		https:             s.HTTPS,
 		h2c:               s.H2C,
+		http3:             s.HTTP3 && s.HTTPS,
+		maxStreams:        s.MaxConcurrentStreams,
+	}
+	if ls.maxStreams == 0 {
+		ls.maxStreams = DefaultMaxConcurrentStreams
 	}
 	if ls.readHeaderTimeout == 0 {
 		ls.readHeaderTimeout = DefaultReadHeaderTimeout
@@ -54,6 +59,11 @@ func (ls listenerSettings) protocols() *http.Protocols {
 	p.SetHTTP2(ls.https)
 	p.SetUnencryptedHTTP2(ls.h2c && !ls.https)
 	return p
+}
+
+// http2Config returns the HTTP/2 settings of the listener's http.Server.
+func (ls listenerSettings) http2Config() *http.HTTP2Config {
+	return &http.HTTP2Config{MaxConcurrentStreams: ls.maxStreams}
 }
 
 // maxBody resolves the body limit of a path: the path's own wins over the

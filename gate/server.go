@@ -21,6 +21,9 @@ const (
 	DefaultReadHeaderTimeout = 10 * time.Second
 	DefaultIdleTimeout       = 60 * time.Second
 	DefaultMaxHeaderBytes    = 1 << 20
+	// DefaultMaxConcurrentStreams bounds the open requests of one HTTP/2
+	// or HTTP/3 connection.
+	DefaultMaxConcurrentStreams = 250
 )
 
 // Options are what a Server gets from the gateway that builds it.
@@ -77,12 +80,16 @@ type listener struct {
 	// one, handed to each new handshake; nil on a cleartext listener.
 	tlsConf atomic.Pointer[tls.Config]
 	h2c     *h2cUpgrader // nil on a TLS listener
+	h3      *quicServer  // nil without http3
 	served  atomic.Bool
 	stopped atomic.Bool // the listening socket was closed on purpose
 	done    chan struct{}
 }
 
 func (l *listener) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if l.h3 != nil {
+		l.h3.advertise(w, r)
+	}
 	if s := l.current.Load(); s != nil {
 		s.ServeHTTP(w, r)
 		return
@@ -291,11 +298,11 @@ func (s *Server) Listen() error {
 		return nil
 	}
 	addr := s.spec.ListenAddress()
-	ln, err := net.Listen("tcp", addr)
+	ls := s.spec.listenerSettings()
+	ln, udp, err := bindPair(addr, ls.http3)
 	if err != nil {
 		return fmt.Errorf("server %q: listen: %w", s.name, err)
 	}
-	ls := s.spec.listenerSettings()
 	if ls.maxConnections > 0 {
 		ln = newLimitListener(ln, ls.maxConnections)
 	}
@@ -309,16 +316,24 @@ func (s *Server) Listen() error {
 		})
 	} else {
 		l.h2c = newH2CUpgrader(ls)
+		// net/http allows 4 KiB over MaxHeaderBytes; the guard leaves a
+		// longer head to it (431).
+		l.ln = guardListener{Listener: l.ln, maxHead: ls.maxHeaderBytes + 8<<10, h2c: ls.h2c}
+	}
+	if udp != nil {
+		l.h3 = newQUICServer(udp, l, ls, s.logger)
 	}
 	l.srv = &http.Server{
 		Handler:           l,
 		Protocols:         ls.protocols(),
+		HTTP2:             ls.http2Config(),
 		ReadHeaderTimeout: ls.readHeaderTimeout,
 		ReadTimeout:       ls.readTimeout,
 		WriteTimeout:      ls.writeTimeout,
 		IdleTimeout:       ls.idleTimeout,
 		MaxHeaderBytes:    ls.maxHeaderBytes,
 		ErrorLog:          slog.NewLogLogger(s.logger.Handler(), slog.LevelDebug),
+		ConnState:         guardConnState,
 	}
 	l.owner.Store(s)
 	s.l = l
@@ -347,6 +362,9 @@ func (s *Server) Serve() {
 				s.logger.Error("serving", "error", err)
 			}
 		}()
+		if l.h3 != nil {
+			go l.h3.serve(s.logger, l.stopped.Load)
+		}
 	}
 }
 
@@ -370,6 +388,12 @@ func (s *Server) StopAccepting() {
 	if l != nil && l.owner.Load() == s {
 		l.stopped.Store(true)
 		l.ln.Close()
+		if l.h3 != nil {
+			// QUIC connections share the UDP socket: freeing the port
+			// closes them. Their clients retry over TCP.
+			l.h3.srv.Close()
+			l.h3.conn.Close()
+		}
 	}
 }
 
@@ -391,6 +415,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		s.mu.Unlock()
 	}()
 	l.stopped.Store(true)
+	if l.h3 != nil {
+		defer l.h3.shutdown(ctx, l.served.Load())
+	}
 	if !l.served.Load() {
 		return ignoreClosed(l.ln.Close())
 	}

@@ -60,6 +60,17 @@ type Spec struct {
 	// https: false. Listener-level. The HTTP/1.1 Upgrade to h2c is a
 	// separate matter, per route: see Path.AllowH2CUpgrade.
 	H2C bool `yaml:"h2c"`
+	// HTTP3 serves HTTP/3 over QUIC on the UDP port of the same number,
+	// beside the TCP listener (not instead of it), and advertises it to
+	// HTTP/1.1 and HTTP/2 clients with an Alt-Svc header. It needs https:
+	// HTTP/3 is always TLS 1.3, with the same certificates. QUIC 0-RTT is
+	// not accepted (replayable requests). Default false. Listener-level.
+	HTTP3 bool `yaml:"http3"`
+	// MaxConcurrentStreams bounds the requests one HTTP/2 or HTTP/3
+	// connection may have open at once (the HTTP/2 SETTINGS value; the
+	// QUIC bidirectional stream limit). 0 means
+	// DefaultMaxConcurrentStreams (250). Listener-level.
+	MaxConcurrentStreams int `yaml:"maxConcurrentStreams,omitempty"`
 
 	// Certs are PEM certificates (with their chains) by name, each with
 	// the PEM private key of the same name in Keys. Several certificates
@@ -224,6 +235,12 @@ func (s *Spec) SetDefaults() {
 func (s *Spec) Validate() error {
 	if s.HTTPS && s.H2C {
 		return pipeline.FieldErr("h2c", errors.New("h2c is HTTP/2 without TLS; it needs https: false"))
+	}
+	if s.HTTP3 && !s.HTTPS {
+		return pipeline.FieldErr("http3", errors.New("HTTP/3 is always TLS; it needs https: true"))
+	}
+	if s.MaxConcurrentStreams < 0 {
+		return pipeline.FieldErr("maxConcurrentStreams", errors.New("must not be negative"))
 	}
 	if err := s.validateTLS(); err != nil {
 		return err
