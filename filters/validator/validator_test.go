@@ -138,9 +138,9 @@ func TestBadSpec(t *testing.T) {
 		want string // regexp the error must match
 	}{
 		{"unknown field", "headers:\n  X-A:\n    value: [a]\n", `^line 3: field "headers\.X-A\.value": unknown field`},
-		{"unknown top-level field", "headers: { X-A: { values: [a] } }\njwt: {}\n", `^line 2: field "jwt": unknown field`},
+		{"unknown top-level field", "headers: { X-A: { values: [a] } }\njwtt: {}\n", `^line 2: field "jwtt": unknown field`},
 		{"no rules", "headers: {}\n", `^line 1: field "headers": at least one header rule is required`},
-		{"no rules at all", "{}\n", `^line 1: field "headers": at least one header rule is required`},
+		{"no checks at all", "{}\n", `^line 1: field "headers": configure at least one check: headers, jwt, signature, oauth2 or basicAuth`},
 		{"empty rule", "headers:\n  X-A: {}\n  X-B: { values: [b] }\n", `^line 2: field "headers\.X-A": set values, regexp or both`},
 		{"bad regexp", "headers:\n  X-A:\n    values: [a]\n    regexp: '[z-a]'\n", `^line 4: field "headers\.X-A\.regexp": error parsing regexp: invalid character class range`},
 		{"bad header name", "headers:\n  'X-A:': { values: [a] }\n", `^line 2: field "headers\.X-A:": "X-A:" is not a valid header name`},
