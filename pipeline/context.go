@@ -39,6 +39,7 @@ type Context struct {
 	finish   []func(*Context)
 	logger   *slog.Logger
 	finished bool
+	w        http.ResponseWriter // the client's, while a pipeline serves; nil otherwise
 }
 
 // discardLogger is the logger of a Context outside a pipeline. It is never
@@ -70,6 +71,7 @@ func (c *Context) reset(r *http.Request, logger *slog.Logger) {
 	}
 	c.logger = logger
 	c.finished = false
+	c.w = nil
 }
 
 // Request returns the request of the current namespace.
@@ -228,6 +230,30 @@ func (c *Context) SetValue(key, value any) {
 		}
 	}
 	c.values = append(c.values, keyValue{key, value})
+}
+
+// WriteInterim sends the client an informational response (1xx other than
+// 101, such as 103 Early Hints) with header, ahead of the final response.
+// It reports false without writing when there is no client connection to
+// write to (a Context from NewContext, or code not in 100..199 or 101).
+// A filter calls it only while its Handle runs, from Handle's goroutine or
+// from one Handle waits for (an httptrace hook); it must not overlap
+// another call.
+func (c *Context) WriteInterim(code int, header http.Header) bool {
+	if c.w == nil || code < 100 || code > 199 || code == http.StatusSwitchingProtocols {
+		return false
+	}
+	h := c.w.Header()
+	for k, vv := range header {
+		h[k] = vv
+	}
+	c.w.WriteHeader(code)
+	// net/http keeps the header map for the final response: remove what
+	// belonged to the interim one.
+	for k := range header {
+		delete(h, k)
+	}
+	return true
 }
 
 // Logger returns the pipeline's logger.

@@ -310,6 +310,7 @@ func (p *Pipeline) serve(w http.ResponseWriter, r *http.Request) {
 	code := http.StatusInternalServerError
 	c := p.pool.Get().(*Context)
 	c.reset(r, p.logger)
+	c.w = w
 	wrote := false
 	defer func() {
 		if p.tel.timed() {

@@ -56,14 +56,26 @@
 // its Connection and Upgrade headers, and its body is the upgraded
 // connection, an io.ReadWriteCloser: pipeline.WriteResponse joins it to
 // the client's. A 101 to a request that was not allowed to upgrade is a
-// 502 (serverError).
+// 502 (serverError). The Proxy keeps track of the upgraded connections
+// it hands out, and Close closes those still open, which ends their join
+// to the client: a gateway's shutdown cannot drain a tunnel, so it cuts
+// it. Status shows how many are open.
+//
+// # Informational responses
+//
+// A 1xx answer a server sends before its final response (100 Continue,
+// 103 Early Hints with its Link headers) is passed on to the client as it
+// arrives, through pipeline.Context.WriteInterim, without its hop-by-hop
+// headers and without leaving its headers on the final response; not to
+// HTTP/1.0 clients, and not once the attempt is over.
 //
 // # Load balancing
 //
 // loadBalance.policy is one of Easegress's roundRobin, random,
-// weightedRandom (by server weight), ipHash (the host of RemoteAddr) and
+// weightedRandom (by server weight), ipHash (the host of RemoteAddr),
 // headerHash (the value of headerHashKey; requests without it are taken in
-// turn), or one of two policies that learn from outcomes: leastRequest
+// turn) and cookieHash (the value of the cookie cookieName; requests
+// without it are taken in turn), or one of two policies that learn from outcomes: leastRequest
 // picks two servers at random and takes the one with fewer attempts in
 // flight, and ewma takes the one with the lower peak-EWMA latency × (attempts
 // in flight + 1), the average decaying with ewmaDecay (10s) on Env.Clock.
@@ -168,6 +180,56 @@
 // request's. Attempts past the first count in the pool's status as
 // retries; the breaker's state shows there too.
 //
+// # Mirror
+//
+// mirrorPool (Easegress's) gets a copy of each request its filter matches
+// (all of them without a filter), fire and forget: the copy waits in a
+// queue of mirrorQueueSize (1024) for one of mirrorWorkers (4) goroutines,
+// which send it to a server of the pool, once, within the pool's timeout,
+// and discard the answer. The main path never waits for the mirror: the
+// request body streams to the main server while a tee keeps a copy of up
+// to the mirror pool's serverMaxBodySize (4 MiB; -1: bodies are never
+// copied), and the copy is queued when the main path has read the body to
+// its end. A copy is dropped, and counted in Status, when the queue is
+// full, when its body is larger than the limit or was not read to its
+// end, and when the Proxy closes. The workers start with the first copy;
+// Close cancels the copies being sent and waits for the workers to end.
+//
+// # Memory cache
+//
+// A pool's memoryCache (Easegress's codes, expiration, maxEntryBytes and
+// methods, and maxTotalBytes) answers repeated requests from memory. The
+// key is the method, host, path and query; an entry also keeps the values
+// of the request headers its response's Vary names, which a later request
+// must match. Requests with Authorization, or Cache-Control no-store, are
+// not cached; no-cache (or max-age=0, or Pragma: no-cache) skips the
+// lookup but stores the answer. A response is stored when its status is
+// one of codes (200), it has no Set-Cookie, no Vary: *, no trailers, no
+// Cache-Control no-store, no-cache or private, and its body, read to the
+// end by the client, is at most maxEntryBytes (1 MiB); it lives for
+// expiration, or s-maxage or max-age when shorter, on Env.Clock. Beyond
+// maxTotalBytes (64 MiB) the least recently used entries are evicted. A
+// hit carries an Age header, costs one lock and no server, and counts in
+// the pool's status with the misses, stores and evictions. A reload that
+// keeps the cache's settings keeps its entries. The cache adds no header
+// of its own to responses.
+//
+// # Compression
+//
+// compression (Easegress's minLength, and our algorithms and
+// contentTypes) compresses responses with br, zstd or gzip, whichever the
+// client's Accept-Encoding prefers by q-value (ties go to the order of
+// algorithms). Only responses of contentTypes (text/*, JSON, JavaScript,
+// XML, SVG by default) are compressed, and not those already encoded, of
+// status 1xx, 204, 206 or 304, to HEAD requests, with Cache-Control
+// no-transform, or with a Content-Length below minLength. Such responses
+// get Vary: Accept-Encoding whether compressed or not. A compressed
+// response streams without Content-Length and with a weak ETag; each
+// chunk read from the server is compressed and flushed, so server-sent
+// events arrive as they are sent. Encoders and buffers are pooled per
+// Proxy. Responses from the memory cache are compressed on the way out;
+// the cache keeps them as the server sent them.
+//
 // # Results
 //
 // Handle returns the empty result when the server answered with a status
@@ -240,8 +302,10 @@
 //
 // Handle runs concurrently; it takes no lock (the breaker and the retry
 // budget have their own; see resilience; an ejection takes the pool's
-// outlier lock). Counters and health flags are atomics. The health checker
-// is the Proxy's only goroutine. Inherit runs before the new Proxy serves,
+// outlier lock; the memory cache takes its lock per lookup and store).
+// Counters and health flags are atomics. The health checker and the
+// mirror's workers are the Proxy's only goroutines. Inherit runs before
+// the new Proxy serves,
 // Close after the old one has stopped.
 // The policies belong to the pipeline, which hands their state to the next
 // generation when a reload leaves them unchanged: an open breaker stays

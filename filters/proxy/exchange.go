@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/http/httptrace"
 	"time"
 
 	"github.com/sluicegw/sluice/internal/httpx"
@@ -111,6 +112,12 @@ func (x *exchange) attempt(ctx context.Context, n int) (retry bool, err error) {
 	if p.perTry > 0 {
 		tctx, tcancel = resilience.WithTimeout(ctx, p.clock, p.perTry)
 	}
+	var it *interim
+	if !x.upgrade {
+		if it = newInterim(x.c, x.in); it != nil {
+			tctx = httptrace.WithClientTrace(tctx, &it.trace)
+		}
+	}
 	out, body := s.outbound(tctx, x.in)
 	if x.upgrade {
 		keepUpgrade(out, x.in)
@@ -132,6 +139,9 @@ func (x *exchange) attempt(ctx context.Context, n int) (retry bool, err error) {
 		start = p.now()
 	}
 	resp, err := x.rt.RoundTrip(out)
+	if it != nil {
+		it.stop()
+	}
 	if err != nil {
 		failed := x.failed(s, tctx, body, err, n)
 		if failed && p.outlier != nil {

@@ -341,7 +341,7 @@ func newHealthAware(base LoadBalancer, spec *LoadBalanceSpec, servers []*Server,
 		base:    base,
 		servers: servers,
 		clock:   clk,
-		deterministic: spec.Policy == PolicyIPHash || spec.Policy == PolicyHeaderHash ||
+		deterministic: spec.Policy == PolicyIPHash || spec.Policy == PolicyHeaderHash || spec.Policy == PolicyCookieHash ||
 			(spec.StickySession != nil && spec.StickySession.Mode != ""),
 		counts: counts,
 	}

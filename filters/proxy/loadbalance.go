@@ -84,6 +84,12 @@ func newLoadBalancer(spec *LoadBalanceSpec, servers []*Server, clk pipeline.Cloc
 			table:    newHashTable(spec.Hashing, servers),
 			fallback: newRoundRobin(servers),
 		}
+	case PolicyCookieHash:
+		lb = &cookieHash{
+			name:     spec.CookieName,
+			table:    newHashTable(spec.Hashing, servers),
+			fallback: newRoundRobin(servers),
+		}
 	case PolicyLeastRequest:
 		lb = &leastRequest{servers: servers}
 	case PolicyEWMA:
@@ -256,6 +262,28 @@ func (lb *headerHash) inherit(prev LoadBalancer) {
 	}
 }
 
+// cookieHash sends each value of a request cookie to the same server;
+// requests without the cookie are taken in turn.
+type cookieHash struct {
+	name     string
+	table    hashTable
+	fallback *roundRobin
+}
+
+func (lb *cookieHash) Choose(r *http.Request) *Server {
+	v, ok := cookieValue(r.Header, lb.name)
+	if !ok || v == "" {
+		return lb.fallback.Choose(r)
+	}
+	return lb.table.lookup(hashString(v))
+}
+
+func (lb *cookieHash) inherit(prev LoadBalancer) {
+	if p, ok := prev.(*cookieHash); ok {
+		lb.fallback.inherit(p.fallback)
+	}
+}
+
 // twoChoices returns two different servers' indexes picked at random from
 // n > 1 (the power of two choices).
 func twoChoices(n int) (int, int) {
@@ -392,4 +420,6 @@ var (
 	_ inheritor        = (*roundRobin)(nil)
 	_ inheritor        = (*ipHash)(nil)
 	_ inheritor        = (*headerHash)(nil)
+	_ LoadBalancer     = (*cookieHash)(nil)
+	_ inheritor        = (*cookieHash)(nil)
 )

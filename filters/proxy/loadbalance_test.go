@@ -258,12 +258,15 @@ func TestLoadBalanceBadSpecs(t *testing.T) {
 		lb, field, msg string
 		line           int
 	}{
-		{"    policy: leastConn\n", "policy", `unknown load-balancing policy "leastConn" \(want one of roundRobin, random, weightedRandom, ipHash, headerHash, leastRequest, ewma\)`, 5},
+		{"    policy: leastConn\n", "policy", `unknown load-balancing policy "leastConn" \(want one of roundRobin, random, weightedRandom, ipHash, headerHash, cookieHash, leastRequest, ewma\)`, 5},
 		{"    policy: headerHash\n", "headerHashKey", "required with policy headerHash", 4},
 		{"    policy: headerHash\n    headerHashKey: \"X User\"\n", "headerHashKey", "not a header name", 6},
 		{"    policy: ipHash\n    headerHashKey: X-User\n", "headerHashKey", "only allowed with policy headerHash", 6},
 		{"    policy: ipHash\n    hashing: rendezvous\n", "hashing", `unknown hashing "rendezvous"`, 6},
-		{"    policy: random\n    hashing: ring\n", "hashing", "only allowed with policy ipHash or headerHash", 6},
+		{"    policy: random\n    hashing: ring\n", "hashing", "only allowed with policy ipHash, headerHash or cookieHash", 6},
+		{"    policy: cookieHash\n", "cookieName", "required with policy cookieHash", 4},
+		{"    policy: cookieHash\n    cookieName: \"a;b\"\n", "cookieName", "not a cookie name", 6},
+		{"    policy: ipHash\n    cookieName: sid\n", "cookieName", "only allowed with policy cookieHash", 6},
 		{"    policy: ewma\n    ewmaDecay: -1s\n", "ewmaDecay", "must not be negative", 6},
 		{"    policy: roundRobin\n    ewmaDecay: 1s\n", "ewmaDecay", "only allowed with policy ewma", 6},
 		{"    stickySession: {mode: Forever}\n", "stickySession.mode", `unknown mode "Forever" \(want one of CookieConsistentHash, DurationBased, ApplicationBased\)`, 5},
@@ -276,6 +279,36 @@ func TestLoadBalanceBadSpecs(t *testing.T) {
 			pattern := fmt.Sprintf(`line %d: field "pools\[0\]\.loadBalance\.%s": .*%s`, tt.line, regexp.QuoteMeta(tt.field), tt.msg)
 			filtertest.ExpectBuildError(t, proxy.Kind, head+tt.lb, pattern)
 		})
+	}
+}
+
+// TestCookieHash: each value of the cookie cookieName goes to one server,
+// and the values spread over the pool; requests without it are taken in
+// turn.
+func TestCookieHash(t *testing.T) {
+	t.Parallel()
+	urls, _ := threeBackends(t)
+	h := filtertest.New(t, proxy.Kind, poolOf(urls, "    policy: cookieHash\n    cookieName: uid\n"))
+	used := map[string]bool{}
+	for i := range 30 {
+		cookie := fmt.Sprintf("theme=dark; uid=user%d", i)
+		first := lbGet(t, h, "", cookie).Body
+		used[first] = true
+		for range 3 {
+			if got := lbGet(t, h, "", cookie).Body; got != first {
+				t.Fatalf("%s went to %s, then %s", cookie, first, got)
+			}
+		}
+	}
+	if len(used) != 3 {
+		t.Errorf("cookie values reached %v, want all three backends", used)
+	}
+	turns := map[string]bool{}
+	for range 3 {
+		turns[lbGet(t, h, "", "theme=dark").Body] = true
+	}
+	if len(turns) != 3 {
+		t.Errorf("requests without the cookie reached %v, want each backend in turn", turns)
 	}
 }
 

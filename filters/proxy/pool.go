@@ -46,6 +46,7 @@ type Pool struct {
 	outlier      *outlier     // nil: no outlier detection
 	log          *slog.Logger // never nil
 	h2c          bool         // protocol h2c
+	cache        *memCache    // nil: no memoryCache
 }
 
 // poolStats are a pool's own counters, behind a pointer for the same
@@ -109,6 +110,9 @@ func newPool(env pipeline.Env, field string, spec *PoolSpec) (*Pool, error) {
 	for _, code := range spec.FailureCodes {
 		p.failureCodes.add(code)
 	}
+	if spec.MemoryCache != nil {
+		p.cache = newMemCache(spec.MemoryCache, env.Clock)
+	}
 	var err error
 	if spec.CircuitBreakerPolicy != "" {
 		if p.breaker, err = lookupPolicy[*policy.Breaker](env.Policies, spec.CircuitBreakerPolicy, policy.KindCircuitBreaker); err != nil {
@@ -141,10 +145,33 @@ func (p *Pool) Servers() []*Server { return slices.Clone(p.servers) }
 // LoadBalancer returns the pool's load balancer.
 func (p *Pool) LoadBalancer() LoadBalancer { return p.lb }
 
-// handle sends c's request to a server of p through rt, retrying as the
-// pool's policies allow, and puts the response into c.
-func (p *Pool) handle(c *pipeline.Context, rt http.RoundTripper, log *slog.Logger) pipeline.Result {
-	in := c.Request()
+// handle sends in, c's request, to a server of p through rt, retrying as
+// the pool's policies allow, and puts the response into c. With a memory
+// cache, a fresh entry answers instead, and a cacheable response is
+// stored as the client reads it.
+func (p *Pool) handle(c *pipeline.Context, in *http.Request, rt http.RoundTripper, log *slog.Logger) pipeline.Result {
+	if p.cache != nil && in != nil && in.URL != nil && !upgrading(in) {
+		switch p.cache.use(in) {
+		case cacheLookup:
+			if resp := p.cache.lookup(in); resp != nil {
+				c.SetResponse(resp)
+				return pipeline.Continue
+			}
+			fallthrough
+		case cacheStore:
+			res := p.exchange(c, in, rt, log)
+			if res == pipeline.Continue {
+				p.cache.store(in, c.Response())
+			}
+			return res
+		}
+	}
+	return p.exchange(c, in, rt, log)
+}
+
+// exchange sends in to a server of p through rt, retrying as the pool's
+// policies allow, and puts the response into c.
+func (p *Pool) exchange(c *pipeline.Context, in *http.Request, rt http.RoundTripper, log *slog.Logger) pipeline.Result {
 	if err := checkRequest(in); err != nil {
 		log.Error("cannot build the outbound request", "error", err)
 		c.Respond(http.StatusInternalServerError, "internal error\n")
@@ -230,6 +257,9 @@ func isTokenByte(b byte) bool {
 // policies hand their state over themselves (see filters/policy).
 func (p *Pool) inherit(prev *Pool) {
 	p.stats = prev.stats
+	if p.cache != nil && prev.cache != nil && p.cache.settings == prev.cache.settings {
+		p.cache = prev.cache
+	}
 	prevLB := prev.lb
 	if h, ok := prevLB.(*healthAware); ok {
 		prevLB = h.base
@@ -270,6 +300,8 @@ type PoolStatus struct {
 	RetryPolicy string `json:"retryPolicy,omitempty" yaml:"retryPolicy,omitempty"`
 	// Retries counts the attempts this pool made after a request's first.
 	Retries uint64 `json:"retries,omitempty" yaml:"retries,omitempty"`
+	// MemoryCache is the state of the pool's cache; absent without one.
+	MemoryCache *CacheStatus `json:"memoryCache,omitempty" yaml:"memoryCache,omitempty"`
 	// RetryBudget is the retry policy's budget window: the requests and
 	// retries it counted lately (over budgetWindow), across every pool
 	// that names the policy. Absent without a retry policy.
@@ -297,6 +329,9 @@ func (p *Pool) status() PoolStatus {
 	if p.breaker != nil {
 		m := p.breaker.Get().Metrics()
 		ps.CircuitBreakerPolicy, ps.CircuitBreaker = p.breakerName, &m
+	}
+	if p.cache != nil {
+		ps.MemoryCache = p.cache.status()
 	}
 	if p.retry != nil {
 		reqs, rets := p.retry.Get().Budget().Counts()

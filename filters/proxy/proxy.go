@@ -3,6 +3,7 @@ package proxy
 import (
 	"errors"
 	"log/slog"
+	"net/http"
 	"slices"
 	"sync/atomic"
 
@@ -50,6 +51,9 @@ type Proxy struct {
 	tr         *transport
 	logger     *slog.Logger
 	closed     atomic.Bool
+	mirror     *mirror     // nil without mirrorPool
+	compress   *compressor // nil without compression
+	tunnels    tunnels
 }
 
 // New builds a Proxy from spec, which it validates first (zero values mean
@@ -92,15 +96,27 @@ func New(env pipeline.Env, spec *Spec) (*Proxy, error) {
 	} else if cfg != nil && cfg.InsecureSkipVerify {
 		logger.Warn("tls.insecureSkipVerify is set: server certificates are not verified")
 	}
+	if spec.MirrorPool != nil {
+		if p.mirror, err = newMirror(env, spec); err != nil {
+			return nil, err
+		}
+	}
+	if spec.Compression != nil {
+		p.compress = newCompressor(spec.Compression)
+	}
 	p.checker = newChecker(p, env.Clock)
 	p.tr = newTransport(env.Transport, ts, cfg)
+	if p.mirror != nil {
+		p.mirror.tr = p.tr
+	}
 	return p, nil
 }
 
 // Handle sends the request to a server of the first candidate pool whose
-// filter matches it, or of the main pool, and sets the response. The first
-// Handle starts the active health checks, if any. See the package comment
-// for the results.
+// filter matches it, or of the main pool (or answers it from the pool's
+// memory cache), and sets the response, compressed when the spec asks for
+// it; a copy goes to the mirror pool, if any. The first Handle starts the
+// active health checks, if any. See the package comment for the results.
 func (p *Proxy) Handle(c *pipeline.Context) pipeline.Result {
 	if p.checker != nil {
 		p.checker.start()
@@ -116,10 +132,22 @@ func (p *Proxy) Handle(c *pipeline.Context) pipeline.Result {
 			}
 		}
 	}
-	if upgrading(c.Request()) {
-		return pool.handle(c, p.tr.upgradeRoundTripper(), p.logger)
+	in := c.Request()
+	if upgrading(in) {
+		res := pool.handle(c, in, p.tr.upgradeRoundTripper(), p.logger)
+		if resp := c.Response(); resp != nil && resp.StatusCode == http.StatusSwitchingProtocols {
+			p.tunnels.track(resp)
+		}
+		return res
 	}
-	return pool.handle(c, p.tr.roundTripper(pool.h2c), p.logger)
+	if p.mirror != nil && in != nil && in.URL != nil {
+		in = p.mirror.tee(in)
+	}
+	res := pool.handle(c, in, p.tr.roundTripper(pool.h2c), p.logger)
+	if p.compress != nil {
+		p.compress.apply(in, c.Response())
+	}
+	return res
 }
 
 // Pools returns the Proxy's pools in the order requests try them: the
@@ -147,6 +175,9 @@ func (p *Proxy) Inherit(prev pipeline.Filter) error {
 		mine := p.tr
 		p.tr = old.tr
 		mine.release()
+		if p.mirror != nil {
+			p.mirror.tr = p.tr
+		}
 	}
 	p.main.inherit(old.main)
 	for i := range min(len(p.candidates), len(old.candidates)) {
@@ -155,15 +186,20 @@ func (p *Proxy) Inherit(prev pipeline.Filter) error {
 	return nil
 }
 
-// Close stops the active health checks, waiting for their goroutine to
-// end, and releases the Proxy's transport: the idle connections of its own
-// transport are closed unless a newer Proxy took the transport over. It is
-// safe to call more than once.
+// Close stops the active health checks and the mirror's workers, waiting
+// for their goroutines to end, closes the upgraded connections (WebSockets)
+// still open, and releases the Proxy's transport: the idle connections of
+// its own transport are closed unless a newer Proxy took the transport
+// over. It is safe to call more than once.
 func (p *Proxy) Close() error {
 	if p.closed.CompareAndSwap(false, true) {
 		if p.checker != nil {
 			p.checker.stop()
 		}
+		if p.mirror != nil {
+			p.mirror.close()
+		}
+		p.tunnels.closeAll()
 		p.tr.release()
 	}
 	return nil
@@ -172,6 +208,11 @@ func (p *Proxy) Close() error {
 // Status is the Proxy's runtime status.
 type Status struct {
 	Pools []PoolStatus `json:"pools" yaml:"pools"`
+	// Mirror counts the copies sent to the mirror pool; absent without
+	// one.
+	Mirror *MirrorStatus `json:"mirror,omitempty" yaml:"mirror,omitempty"`
+	// Tunnels is the number of upgraded connections (WebSockets) open.
+	Tunnels int `json:"tunnels,omitempty" yaml:"tunnels,omitempty"`
 }
 
 // Status returns a *Status with each pool's counters, each server's
@@ -182,6 +223,10 @@ func (p *Proxy) Status() any {
 	for i, pl := range p.pools {
 		st.Pools[i] = pl.status()
 	}
+	if p.mirror != nil {
+		st.Mirror = p.mirror.status()
+	}
+	st.Tunnels = p.tunnels.count()
 	return st
 }
 

@@ -814,8 +814,8 @@ func idleConnGoroutines() bool {
 func TestSpecFieldNames(t *testing.T) {
 	t.Parallel()
 	want := map[string][]string{
-		"Spec":                    {"pools", "mainPool", "candidatePools", "maxIdleConns", "maxIdleConnsPerHost", "connectTimeout", "responseHeaderTimeout", "mtls", "tls"},
-		"PoolSpec":                {"servers", "loadBalance", "timeout", "perTryTimeout", "retryPolicy", "circuitBreakerPolicy", "failureCodes", "serverMaxBodySize", "filter", "serverTags", "setUpstreamHost", "healthCheck", "outlierDetection", "protocol"},
+		"Spec":                    {"pools", "mainPool", "candidatePools", "maxIdleConns", "maxIdleConnsPerHost", "connectTimeout", "responseHeaderTimeout", "mtls", "tls", "mirrorPool", "mirrorQueueSize", "mirrorWorkers", "compression"},
+		"PoolSpec":                {"servers", "loadBalance", "timeout", "perTryTimeout", "retryPolicy", "circuitBreakerPolicy", "failureCodes", "serverMaxBodySize", "filter", "serverTags", "setUpstreamHost", "healthCheck", "outlierDetection", "protocol", "memoryCache"},
 		"MTLSSpec":                {"certBase64", "keyBase64", "rootCertBase64"},
 		"TLSSpec":                 {"caFiles", "caBase64", "certFile", "keyFile", "serverName", "insecureSkipVerify", "minVersion"},
 		"RequestMatcherSpec":      {"policy", "headers", "urls", "matchAllHeaders", "matchAllURLs", "headerHashKey", "permil"},
@@ -825,7 +825,9 @@ func TestSpecFieldNames(t *testing.T) {
 		"HealthCheckSpec":         {"interval", "timeout", "path", "method", "expectedStatus", "expectedBody", "fails", "passes"},
 		"OutlierDetectionSpec":    {"consecutive5xx", "consecutiveConnectErrors", "ejectionTime", "maxEjectionPercent"},
 		"ServerSpec":              {"url", "tags", "weight", "keepHost"},
-		"LoadBalanceSpec":         {"policy", "headerHashKey", "hashing", "ewmaDecay", "stickySession"},
+		"LoadBalanceSpec":         {"policy", "headerHashKey", "cookieName", "hashing", "ewmaDecay", "stickySession"},
+		"MemoryCacheSpec":         {"codes", "expiration", "maxEntryBytes", "methods", "maxTotalBytes"},
+		"CompressionSpec":         {"minLength", "algorithms", "contentTypes"},
 		"StickySessionSpec":       {"mode", "appCookieName", "lbCookieName", "lbCookieExpire"},
 	}
 	seen := map[string]bool{}

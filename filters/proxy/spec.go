@@ -55,6 +55,10 @@ const (
 	// same server, through the pool's hashing; requests without the header
 	// are taken in turn.
 	PolicyHeaderHash = "headerHash"
+	// PolicyCookieHash sends each value of the cookie cookieName to the
+	// same server, through the pool's hashing; requests without the
+	// cookie are taken in turn.
+	PolicyCookieHash = "cookieHash"
 	// PolicyLeastRequest picks two servers at random and takes the one with
 	// fewer attempts in flight (the power of two choices). Not in Easegress.
 	PolicyLeastRequest = "leastRequest"
@@ -64,7 +68,7 @@ const (
 )
 
 // policies are the load-balancing policies, as listed in errors.
-var policies = []string{PolicyRoundRobin, PolicyRandom, PolicyWeightedRandom, PolicyIPHash, PolicyHeaderHash, PolicyLeastRequest, PolicyEWMA}
+var policies = []string{PolicyRoundRobin, PolicyRandom, PolicyWeightedRandom, PolicyIPHash, PolicyHeaderHash, PolicyCookieHash, PolicyLeastRequest, PolicyEWMA}
 
 // Consistent-hashing schemes (loadBalance.hashing) of the hash policies.
 const (
@@ -148,7 +152,38 @@ type Spec struct {
 	// or later, no client certificate. Ignored (with a warning) when the
 	// Env hands in a Transport. Not an Easegress field.
 	TLS *TLSSpec `yaml:"tls,omitempty"`
+	// MirrorPool receives a fire-and-forget copy of each request its
+	// Filter matches (every request when Filter is nil), sent on the
+	// Proxy's own goroutines after the request's body has been read by
+	// the main path; its answers are discarded. The copy's body is
+	// limited to the pool's serverMaxBodySize (4 MiB by default; -1:
+	// only requests without a body are mirrored); larger copies are
+	// dropped. retryPolicy, circuitBreakerPolicy, memoryCache and
+	// healthCheck are not allowed in it. Nil means no mirroring.
+	MirrorPool *PoolSpec `yaml:"mirrorPool,omitempty"`
+	// MirrorQueueSize bounds the copies waiting for a mirror worker; a
+	// copy that finds the queue full is dropped and counted. 0 means
+	// DefaultMirrorQueueSize (1024). Only with mirrorPool. Not an
+	// Easegress field.
+	MirrorQueueSize int `yaml:"mirrorQueueSize,omitempty"`
+	// MirrorWorkers is the number of goroutines sending copies to the
+	// mirror pool. 0 means DefaultMirrorWorkers (4). Only with
+	// mirrorPool. Not an Easegress field.
+	MirrorWorkers int `yaml:"mirrorWorkers,omitempty"`
+	// Compression compresses responses for clients that accept it; see
+	// CompressionSpec. Nil means no compression.
+	Compression *CompressionSpec `yaml:"compression,omitempty"`
 }
+
+// Defaults of the mirror settings.
+const (
+	// DefaultMirrorQueueSize is the number of copies that may wait for a
+	// mirror worker when mirrorQueueSize is 0.
+	DefaultMirrorQueueSize = 1024
+	// DefaultMirrorWorkers is the number of mirror workers when
+	// mirrorWorkers is 0.
+	DefaultMirrorWorkers = 4
+)
 
 // MTLSSpec is Easegress v2's mtls section of a Proxy:
 //
@@ -286,6 +321,10 @@ type PoolSpec struct {
 	// cleartext gRPC and other h2c backends). Ignored when the Env hands
 	// in a Transport. Not an Easegress field.
 	Protocol string `yaml:"protocol,omitempty"`
+	// MemoryCache keeps the pool's cacheable responses in memory and
+	// answers repeated requests from it; see MemoryCacheSpec. Nil means
+	// no cache.
+	MemoryCache *MemoryCacheSpec `yaml:"memoryCache,omitempty"`
 }
 
 // ServerSpec is one server of a pool.
@@ -317,12 +356,16 @@ type ServerSpec struct {
 // The hash policies and hashing sticky sessions ignore server weights.
 type LoadBalanceSpec struct {
 	// Policy is roundRobin (the default when empty), random,
-	// weightedRandom, ipHash, headerHash, leastRequest or ewma; see the
+	// weightedRandom, ipHash, headerHash, cookieHash, leastRequest or ewma;
+	// see the
 	// Policy constants.
 	Policy string `yaml:"policy,omitempty"`
 	// HeaderHashKey is the header the headerHash policy hashes; required
 	// with it and not allowed with other policies.
 	HeaderHashKey string `yaml:"headerHashKey,omitempty"`
+	// CookieName is the cookie the cookieHash policy hashes; required with
+	// it and not allowed with other policies.
+	CookieName string `yaml:"cookieName,omitempty"`
 	// Hashing is how keys map to servers for ipHash, headerHash and the
 	// sticky sessions that hash (CookieConsistentHash, ApplicationBased):
 	// maglev (the default when empty), ring or modulo. Not an Easegress
@@ -391,6 +434,14 @@ func (s *Spec) Validate() error {
 	}
 	if err := s.validateTLS(); err != nil {
 		return err
+	}
+	if err := s.validateMirror(); err != nil {
+		return err
+	}
+	if s.Compression != nil {
+		if err := s.Compression.validate("compression"); err != nil {
+			return err
+		}
 	}
 	main := -1
 	for i := range s.Pools {
@@ -494,12 +545,48 @@ func (p *PoolSpec) validate(field string) error {
 			return err
 		}
 	}
+	if p.MemoryCache != nil {
+		if err := p.MemoryCache.validate(field + ".memoryCache"); err != nil {
+			return err
+		}
+	}
 	switch p.Protocol {
 	case ProtocolAuto, ProtocolH2C:
 	default:
 		return pipeline.FieldErr(field+".protocol", fmt.Errorf("%w: unknown protocol %q (want %s or empty)", ErrBadValue, p.Protocol, ProtocolH2C))
 	}
 	return nil
+}
+
+// validateMirror checks mirrorPool and its settings.
+func (s *Spec) validateMirror() error {
+	if s.MirrorPool == nil {
+		switch {
+		case s.MirrorQueueSize != 0:
+			return pipeline.FieldErr("mirrorQueueSize", fmt.Errorf("%w: only allowed with mirrorPool", ErrBadValue))
+		case s.MirrorWorkers != 0:
+			return pipeline.FieldErr("mirrorWorkers", fmt.Errorf("%w: only allowed with mirrorPool", ErrBadValue))
+		}
+		return nil
+	}
+	mp := s.MirrorPool
+	switch {
+	case s.MirrorQueueSize < 0:
+		return pipeline.FieldErr("mirrorQueueSize", fmt.Errorf("%w: must be 0 or more", ErrBadValue))
+	case s.MirrorWorkers < 0:
+		return pipeline.FieldErr("mirrorWorkers", fmt.Errorf("%w: must be 0 or more", ErrBadValue))
+	case s.MirrorWorkers > 1024:
+		return pipeline.FieldErr("mirrorWorkers", fmt.Errorf("%w: at most 1024", ErrBadValue))
+	case mp.RetryPolicy != "":
+		return pipeline.FieldErr("mirrorPool.retryPolicy", fmt.Errorf("%w: a mirror sends each copy once", ErrBadValue))
+	case mp.CircuitBreakerPolicy != "":
+		return pipeline.FieldErr("mirrorPool.circuitBreakerPolicy", fmt.Errorf("%w: not supported in a mirror pool", ErrBadValue))
+	case mp.MemoryCache != nil:
+		return pipeline.FieldErr("mirrorPool.memoryCache", fmt.Errorf("%w: not supported in a mirror pool", ErrBadValue))
+	case mp.HealthCheck != nil:
+		return pipeline.FieldErr("mirrorPool.healthCheck", fmt.Errorf("%w: not supported in a mirror pool", ErrBadValue))
+	}
+	return mp.validate("mirrorPool")
 }
 
 // validateTLS checks the tls and mtls sections without reading files;
@@ -579,12 +666,18 @@ func (lb *LoadBalanceSpec) validate(field string) error {
 		return pipeline.FieldErr(field+".headerHashKey", fmt.Errorf("%w: only allowed with policy %s", ErrBadValue, PolicyHeaderHash))
 	case lb.HeaderHashKey != "" && !validToken(lb.HeaderHashKey):
 		return pipeline.FieldErr(field+".headerHashKey", fmt.Errorf("%w: %q is not a header name", ErrBadValue, lb.HeaderHashKey))
+	case lb.Policy == PolicyCookieHash && lb.CookieName == "":
+		return pipeline.FieldErr(field+".cookieName", fmt.Errorf("%w: required with policy %s", ErrBadValue, PolicyCookieHash))
+	case lb.Policy != PolicyCookieHash && lb.CookieName != "":
+		return pipeline.FieldErr(field+".cookieName", fmt.Errorf("%w: only allowed with policy %s", ErrBadValue, PolicyCookieHash))
+	case lb.CookieName != "" && !validToken(lb.CookieName):
+		return pipeline.FieldErr(field+".cookieName", fmt.Errorf("%w: %q is not a cookie name", ErrBadValue, lb.CookieName))
 	case lb.EWMADecay < 0:
 		return pipeline.FieldErr(field+".ewmaDecay", fmt.Errorf("%w: must not be negative", ErrBadValue))
 	case lb.EWMADecay != 0 && lb.Policy != PolicyEWMA:
 		return pipeline.FieldErr(field+".ewmaDecay", fmt.Errorf("%w: only allowed with policy %s", ErrBadValue, PolicyEWMA))
 	}
-	hashes := lb.Policy == PolicyIPHash || lb.Policy == PolicyHeaderHash
+	hashes := lb.Policy == PolicyIPHash || lb.Policy == PolicyHeaderHash || lb.Policy == PolicyCookieHash
 	if ss := lb.StickySession; ss != nil && ss.Mode != "" {
 		if err := ss.validate(field + ".stickySession"); err != nil {
 			return err
@@ -599,7 +692,7 @@ func (lb *LoadBalanceSpec) validate(field string) error {
 		return pipeline.FieldErr(field+".hashing", fmt.Errorf("%w: unknown hashing %q (want %s, %s or %s)", ErrBadValue, lb.Hashing, HashingMaglev, HashingRing, HashingModulo))
 	}
 	if lb.Hashing != "" && !hashes {
-		return pipeline.FieldErr(field+".hashing", fmt.Errorf("%w: only allowed with policy %s or %s, or a hashing sticky session", ErrBadValue, PolicyIPHash, PolicyHeaderHash))
+		return pipeline.FieldErr(field+".hashing", fmt.Errorf("%w: only allowed with policy %s, %s or %s, or a hashing sticky session", ErrBadValue, PolicyIPHash, PolicyHeaderHash, PolicyCookieHash))
 	}
 	return nil
 }

@@ -66,6 +66,9 @@ func settingsOf(s *Spec) (transportSettings, *tls.Config, error) {
 			ts.h2c = true
 		}
 	}
+	if s.MirrorPool != nil && s.MirrorPool.Protocol == ProtocolH2C {
+		ts.h2c = true
+	}
 	cfg, key, err := tlsConfigOf(s)
 	if err != nil {
 		return ts, nil, err
