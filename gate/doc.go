@@ -2,10 +2,51 @@
 // client connections and route each request to a pipeline.
 //
 // The HTTPServer gate listens on a TCP address, matches each request against
-// its rules (host, then path and method, in order) and hands it to the
-// backend pipeline the matching path names. No matching path is 404; a path
-// that matches but not for the request's method is 405; a backend pipeline
-// that does not exist (yet) is 503.
+// its rules (host, then path, method, headers and query; see Routing) and
+// hands it to the backend pipeline the matching path names. No matching
+// path is 404; a path that matches in all but the request's method is 405
+// with an Allow header; a backend pipeline that does not exist (yet) is
+// 503.
+//
+// # Routing
+//
+// The rules are compiled once per generation (regexps, and a radix tree
+// of each rule's exact paths, patterns and prefixes) and only read by
+// requests; a lookup of a static or parameter route allocates nothing,
+// and its cost follows the path's length rather than the number of
+// routes, in both router kinds (Ordered merges the tree's candidates by
+// declaration order). Only pathRegexp paths are tried one by one. A request is routed by its host
+// (port removed, case-insensitive) and its normalised path:
+//
+//  1. Rules are tried in order. A rule applies when its host, hostRegexp
+//     or one of its hosts matches (any of them; none set matches every
+//     host). Hosts are exact, wildcard ("*.example.com" by suffix,
+//     "www.example.*" by prefix) or regexps.
+//  2. Within a rule a path is a candidate when its path condition
+//     matches, and it wins when its headers and queries match too
+//     (one of them, or all with matchAllHeader / matchAllQuery; a
+//     condition reads the first value, "" when absent) and its methods
+//     allow the request's (HEAD wherever GET). A candidate that fails
+//     passes the request to the next candidate; a rule with no winner
+//     passes it to the next rule.
+//  3. The order of the candidates depends on routerKind. Ordered (the
+//     default, Easegress's): the paths in their order, path exact,
+//     pathPrefix by bytes, pathRegexp unanchored. RadixTree: path may be
+//     a pattern ("/users/{id}", "/files/{n:[0-9]+}", "/static/*"), and
+//     the candidates come most specific first, whatever their order: the
+//     exact path; then patterns, walking the tree with, at each position,
+//     a static edge before a regexp parameter (in declared order) before
+//     a plain parameter before a catch-all; then pathPrefix, longest
+//     first; then pathRegexp in declared order; then paths with no path
+//     condition in declared order. Paths that tie keep their declared
+//     order.
+//  4. No winner anywhere: 405 when some path matched in all but the
+//     method (Allow lists the methods of every such path), else 404.
+//
+// Once routed, a path's rewriteTarget replaces the request's path (and a
+// pattern's parameters reach filters through pipeline.PathParam), so the
+// pipeline and the backend see the rewritten path; it is normalised like
+// a request path.
 //
 // # Protocols and TLS
 //
@@ -81,8 +122,8 @@
 //     ClientIP and RequestID.
 //  3. The path is normalised (dot segments resolved, repeated slashes
 //     folded; an encoded slash or a backslash is 400), then the rules
-//     route it. A route without allowUpgrade loses the request's Upgrade
-//     offer here.
+//     route it (see Routing) and rewriteTarget rewrites it. A route
+//     without allowUpgrade loses the request's Upgrade offer here.
 //  4. Body limit: the matched path's clientMaxBodySize, or the server's
 //     (0 and -1: no limit). A Content-Length over it is 413 before the
 //     pipeline runs; otherwise the body is wrapped in http.MaxBytesReader,

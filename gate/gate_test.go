@@ -109,7 +109,7 @@ func TestSpecValidate(t *testing.T) {
 		{"https: true", "certs"},
 		{"https: true\nh2c: true", "h2c"},
 		{"address: not-an-ip", "address"},
-		{"rules: [{host: a, hostRegexp: b}]", "rules[0]"},
+		{"rules: [{host: 'a*b'}]", "rules[0].host"},
 		{"rules: [{hostRegexp: '('}]", "rules[0].hostRegexp"},
 		{"rules: [{paths: [{path: /a, pathPrefix: /b, backend: x}]}]", "rules[0].paths[0]"},
 		{"rules: [{paths: [{path: a, backend: x}]}]", "rules[0].paths[0].path"},

@@ -1,37 +1,33 @@
 package gate
 
 import (
+	"fmt"
 	"net/http"
 	"path"
-	"regexp"
 	"strconv"
 	"strings"
+
+	"github.com/sluicegw/sluice/pipeline"
 )
 
 // router is a compiled rule set. It is built once per generation and only
-// read afterwards; match does not allocate.
+// read afterwards; a lookup of a static or parameter route does not
+// allocate.
 type router struct {
 	rules []rule
 	h2c   bool // some route allows the h2c Upgrade
 }
 
+// rule is a compiled Rule. Exact paths, patterns and prefixes are in
+// tree, regexps and paths without a path condition in regexps and any,
+// each list in declaration order. With routerKind Ordered, ordered holds
+// every path in declaration order too, and the tree has no parameters.
 type rule struct {
-	host   string // lower case
-	hostRe *regexp.Regexp
-	paths  []route
-}
-
-type route struct {
-	exact   string
-	prefix  string
-	re      *regexp.Regexp
-	methods methodSet
-	backend string
-	handler http.Handler
-	name    string // "rules[i].paths[j]", for the access log
-	maxBody int64  // 0: no limit
-	h2c     bool   // allows the h2c Upgrade
-	upgrade bool   // allows other Upgrades (WebSocket, ...)
+	hosts   []hostMatch // none: any host
+	ordered []*route    // nil with RadixTree
+	tree    *node
+	regexps []*route
+	any     []*route
 }
 
 // methodSet is a bitmask of the standard methods plus a list of others.
@@ -71,6 +67,16 @@ func newMethodSet(methods []string) methodSet {
 // HEAD (RFC 9110 §9.3.2).
 var headBit, getBit = methodBit(http.MethodHead), methodBit(http.MethodGet)
 
+// add adds o's methods to ms.
+func (ms *methodSet) add(o methodSet) {
+	ms.mask |= o.mask
+	for _, m := range o.other {
+		if !contains(ms.other, m) {
+			ms.other = append(ms.other, m)
+		}
+	}
+}
+
 func (ms methodSet) allows(m string) bool {
 	if ms.mask == 0 && len(ms.other) == 0 {
 		return true
@@ -86,98 +92,163 @@ func (ms methodSet) allows(m string) bool {
 	return false
 }
 
+// newRouter compiles a validated spec's rules; resolve (nil in
+// validation) finds each path's backend pipeline.
 func newRouter(spec *Spec, resolve func(string) http.Handler) *router {
-	rt := &router{rules: make([]rule, len(spec.Rules))}
-	for i, r := range spec.Rules {
-		cr := rule{host: strings.ToLower(r.Host)}
-		if r.HostRegexp != "" {
-			cr.hostRe = regexp.MustCompile(r.HostRegexp) // validated
-		}
-		for _, p := range r.Paths {
-			cp := route{
-				exact: p.Path, prefix: p.PathPrefix, methods: newMethodSet(p.Methods), backend: p.Backend,
-				name:    "rules[" + strconv.Itoa(i) + "].paths[" + strconv.Itoa(len(cr.paths)) + "]",
-				maxBody: maxBody(spec.ClientMaxBodySize, p.ClientMaxBodySize),
-				h2c:     r.AllowH2CUpgrade || p.AllowH2CUpgrade,
-				upgrade: r.AllowUpgrade || p.AllowUpgrade,
-			}
-			rt.h2c = rt.h2c || cp.h2c
-			if p.PathRegexp != "" {
-				cp.re = regexp.MustCompile(p.PathRegexp)
-			}
-			if resolve != nil {
-				cp.handler = resolve(p.Backend)
-			}
-			cr.paths = append(cr.paths, cp)
-		}
-		rt.rules[i] = cr
+	rt, err := compileRouter(spec, resolve)
+	if err != nil {
+		panic("gate: rules of a validated spec: " + err.Error())
 	}
 	return rt
 }
 
+// compileRouter compiles spec's rules; errors name the field.
+func compileRouter(spec *Spec, resolve func(string) http.Handler) (*router, error) {
+	kind := spec.RouterKind
+	switch kind {
+	case "", RouterOrdered:
+		kind = RouterOrdered
+	case RouterRadixTree:
+	default:
+		return nil, pipeline.FieldErr("routerKind", fmt.Errorf("%q: want %s or %s", kind, RouterOrdered, RouterRadixTree))
+	}
+	rt := &router{rules: make([]rule, len(spec.Rules))}
+	for i := range spec.Rules {
+		r := &spec.Rules[i]
+		rf := "rules[" + strconv.Itoa(i) + "]"
+		cr := &rt.rules[i]
+		if r.Host != "" {
+			h, err := compileHost(r.Host, false)
+			if err != nil {
+				return nil, pipeline.FieldErr(rf+".host", err)
+			}
+			cr.hosts = append(cr.hosts, h)
+		}
+		if r.HostRegexp != "" {
+			h, err := compileHost(r.HostRegexp, true)
+			if err != nil {
+				return nil, pipeline.FieldErr(rf+".hostRegexp", err)
+			}
+			cr.hosts = append(cr.hosts, h)
+		}
+		for j, hv := range r.Hosts {
+			h, err := compileHost(hv.Value, hv.IsRegexp)
+			if err != nil {
+				return nil, pipeline.FieldErr(rf+".hosts["+strconv.Itoa(j)+"].value", err)
+			}
+			cr.hosts = append(cr.hosts, h)
+		}
+		cr.tree = &node{}
+		for j := range r.Paths {
+			p := &r.Paths[j]
+			cp, toks, catchAll, err := compileRoute(kind, r, p, rf+".paths["+strconv.Itoa(j)+"]")
+			if err != nil {
+				return nil, err
+			}
+			cp.maxBody = maxBody(spec.ClientMaxBodySize, p.ClientMaxBodySize)
+			rt.h2c = rt.h2c || cp.h2c
+			if resolve != nil {
+				cp.handler = resolve(p.Backend)
+			}
+			cp.index = j
+			if kind == RouterOrdered {
+				cr.ordered = append(cr.ordered, cp)
+			}
+			switch cp.kind {
+			case pathExact, pathPattern:
+				cr.tree.insert(cp, toks, catchAll)
+			case pathPrefix:
+				n := cr.tree.insertStatic(cp.prefix)
+				n.prefixes = append(n.prefixes, cp)
+			case pathRegexp:
+				cr.regexps = append(cr.regexps, cp)
+			default:
+				cr.any = append(cr.any, cp)
+			}
+		}
+	}
+	return rt, nil
+}
+
 func (r *rule) matchHost(host string) bool {
-	switch {
-	case r.host != "":
-		return strings.EqualFold(r.host, host)
-	case r.hostRe != nil:
-		return r.hostRe.MatchString(host)
+	if len(r.hosts) == 0 {
+		return true
 	}
-	return true
+	for i := range r.hosts {
+		if r.hosts[i].match(host) {
+			return true
+		}
+	}
+	return false
 }
 
-func (p *route) matchPath(path string) bool {
-	switch {
-	case p.exact != "":
-		return path == p.exact
-	case p.prefix != "":
-		return strings.HasPrefix(path, p.prefix)
-	case p.re != nil:
-		return p.re.MatchString(path)
+// paths finds the route of r that matches the request, per the rule's
+// router kind.
+func (s *search) paths(r *rule) *route {
+	path := s.q.path
+	if r.ordered != nil {
+		return s.inOrder(r)
 	}
-	return true
+	if p := s.find(r.tree, path); p != nil {
+		return p
+	}
+	if p := s.findPrefix(r.tree, path); p != nil {
+		return p
+	}
+	for _, p := range r.regexps {
+		if p.re.MatchString(path) && s.accept(p) {
+			return p
+		}
+	}
+	for _, p := range r.any {
+		if s.accept(p) {
+			return p
+		}
+	}
+	return nil
 }
 
-// match returns the route for a request, or the status to answer: 404 when
-// no path matches, 405 when a path matches but not its methods.
+// lookup returns the route for a request and the path parameters its
+// pattern captured, appended to params; or, with a nil route, the status
+// to answer: 404 when no path matches, 405 when a path matches in all but
+// the method.
+func (rt *router) lookup(q *matchInput, params []pipeline.Param) (*route, []pipeline.Param, int) {
+	s := search{q: *q, params: params, base: len(params), status: http.StatusNotFound}
+	for i := range rt.rules {
+		r := &rt.rules[i]
+		if !r.matchHost(q.host) {
+			continue
+		}
+		if p := s.paths(r); p != nil {
+			return p, s.params, 0
+		}
+	}
+	return nil, params, s.status
+}
+
+// match is lookup for a request with no headers and no query.
 func (rt *router) match(host, path, method string) (*route, int) {
-	status := http.StatusNotFound
-	for i := range rt.rules {
-		r := &rt.rules[i]
-		if !r.matchHost(host) {
-			continue
-		}
-		for j := range r.paths {
-			p := &r.paths[j]
-			if !p.matchPath(path) {
-				continue
-			}
-			if !p.methods.allows(method) {
-				status = http.StatusMethodNotAllowed
-				continue
-			}
-			return p, 0
-		}
-	}
-	return nil, status
+	p, _, status := rt.lookup(&matchInput{host: host, path: path, method: method}, nil)
+	return p, status
 }
 
-// allowed returns the methods the paths matching host and path allow, for
-// the Allow header of a 405.
-func (rt *router) allowed(host, path string) string {
-	var mask uint16
-	var other []string
+// input returns what routing reads of r, whose host (without port) and
+// normalised path are given.
+func input(r *http.Request, host, path string) matchInput {
+	return matchInput{host: host, path: path, method: r.Method, header: r.Header, rawQuery: r.URL.RawQuery}
+}
+
+// allowed returns the methods of the paths that match the request in all
+// but the method, for the Allow header of a 405.
+func (rt *router) allowed(q *matchInput) string {
+	var methods methodSet
+	s := search{q: *q, collect: &methods}
 	for i := range rt.rules {
-		r := &rt.rules[i]
-		if !r.matchHost(host) {
-			continue
-		}
-		for j := range r.paths {
-			if p := &r.paths[j]; p.matchPath(path) {
-				mask |= p.methods.mask
-				other = append(other, p.methods.other...)
-			}
+		if r := &rt.rules[i]; r.matchHost(q.host) {
+			s.paths(r)
 		}
 	}
+	mask := methods.mask
 	if mask&getBit != 0 {
 		mask |= headBit
 	}
@@ -187,7 +258,22 @@ func (rt *router) allowed(host, path string) string {
 			out = append(out, m)
 		}
 	}
-	return strings.Join(append(out, other...), ", ")
+	return strings.Join(append(out, methods.other...), ", ")
+}
+
+// rewriteRequest returns r with its path rewritten by p's rewriteTarget, or r
+// when p does not rewrite.
+func (p *route) rewriteRequest(r *http.Request, path string, params []pipeline.Param) *http.Request {
+	np := p.rewritePath(path, params)
+	if np == "" {
+		return r
+	}
+	r2 := new(http.Request)
+	*r2 = *r
+	u := *r.URL
+	u.Path, u.RawPath = np, ""
+	r2.URL = &u
+	return r2
 }
 
 // cleanPath returns the request with its path normalised before routing:

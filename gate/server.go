@@ -194,7 +194,8 @@ func (s *Server) upgradeH2C(w http.ResponseWriter, r *http.Request) bool {
 	if path == "" {
 		path = "/"
 	}
-	if rt, _ := s.router.match(stripPort(r.Host), path, r.Method); rt == nil || !rt.h2c {
+	q := input(r, stripPort(r.Host), path)
+	if rt, _, _ := s.router.lookup(&q, nil); rt == nil || !rt.h2c {
 		return false
 	}
 	return l.h2c.serve(w, r, l.srv, l)
@@ -214,12 +215,12 @@ func (s *Server) route(w, conn http.ResponseWriter, r *http.Request) *route {
 	if path == "" {
 		path = "/"
 	}
-	host := stripPort(r.Host)
-	rt, status := s.router.match(host, path, r.Method)
+	q := input(r, stripPort(r.Host), path)
+	rt, params, status := s.router.lookup(&q, nil)
 	if rt == nil {
 		if status == http.StatusMethodNotAllowed {
 			s.stats.methodNotAllowed.Add(1)
-			w.Header().Set("Allow", s.router.allowed(host, path))
+			w.Header().Set("Allow", s.router.allowed(&q))
 			http.Error(w, "method not allowed", status)
 			return nil
 		}
@@ -229,7 +230,9 @@ func (s *Server) route(w, conn http.ResponseWriter, r *http.Request) *route {
 	}
 	if ri := pipeline.RequestInfoOf(r); ri != nil {
 		ri.UpgradeAllowed = rt.upgrade
+		ri.PathParams = params
 	}
+	r = rt.rewriteRequest(r, path, params)
 	if !rt.upgrade {
 		stripUpgrade(r.Header)
 	}

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -107,8 +106,21 @@ type Spec struct {
 	// is never offered.
 	MinTLSVersion string `yaml:"minTLSVersion,omitempty"`
 
+	// RouterKind is how a rule's paths are chosen: "Ordered" (the
+	// default, as in Easegress) tries them in order and the first that
+	// matches wins; "RadixTree" compiles them into a tree, where path may
+	// be a pattern (see Path) and the most specific path wins whatever
+	// the order: an exact path, then patterns (at each position a static
+	// segment before a regexp parameter before a plain parameter before
+	// a catch-all), then pathPrefix (longest first), then pathRegexp (in
+	// order), then paths with no path condition (in order). Paths that
+	// tie keep their order. In both kinds a path is chosen only if its
+	// methods, headers and queries match too; otherwise the next
+	// candidate is tried.
+	RouterKind string `yaml:"routerKind,omitempty"`
 	// Rules are matched in order; the first rule whose host matches and one
-	// of whose paths matches wins.
+	// of whose paths matches wins. A rule whose host matches but none of
+	// whose paths do passes the request on to the next rule.
 	Rules []Rule `yaml:"rules,omitempty"`
 
 	// ReadHeaderTimeout is how long a client may take to send a request's
@@ -167,13 +179,23 @@ type AccessLog struct {
 }
 
 // Rule matches a request by host, then by one of its paths.
+//
+// Host: a rule matches a request whose host (without port,
+// case-insensitive) matches host, hostRegexp or any entry of hosts; one
+// with none of them matches every host. As in Easegress, all three may be
+// set and any one of them matching is enough.
 type Rule struct {
-	// Host matches the request host exactly (case-insensitive, port
-	// ignored). Empty, with an empty HostRegexp, matches any host.
+	// Host matches the request host exactly, or, with one "*" at its start
+	// or end, by suffix ("*.example.com": any name ending in
+	// ".example.com", however many labels) or prefix ("www.example.*").
 	Host string `yaml:"host,omitempty"`
 	// HostRegexp matches the request host (without port) with a regexp.
 	HostRegexp string `yaml:"hostRegexp,omitempty"`
-	// Paths are tried in order.
+	// Hosts are further hosts, each exact or wildcard as Host, or a
+	// regexp as HostRegexp when isRegexp is true.
+	Hosts []Host `yaml:"hosts,omitempty"`
+	// Paths are the rule's paths; which one wins depends on the server's
+	// routerKind (see Spec.RouterKind).
 	Paths []Path `yaml:"paths,omitempty"`
 	// AllowH2CUpgrade lets every path of the rule take the HTTP/1.1
 	// Upgrade to h2c; see Path.AllowH2CUpgrade. Default false.
@@ -183,14 +205,58 @@ type Rule struct {
 	AllowUpgrade bool `yaml:"allowUpgrade,omitempty"`
 }
 
-// Path matches the request path and method and names the pipeline that
-// handles the request. At most one of Path, PathPrefix and PathRegexp may be
-// set; none matches every path.
+// Host is one entry of Rule.Hosts.
+type Host struct {
+	// IsRegexp makes Value a regexp matched against the host.
+	IsRegexp bool `yaml:"isRegexp,omitempty"`
+	// Value is an exact host, a wildcard host ("*.example.com",
+	// "www.example.*") or, with isRegexp, a regexp.
+	Value string `yaml:"value"`
+}
+
+// Path matches the request path, method, headers and query, and names the
+// pipeline that handles the request. At most one of Path, PathPrefix and
+// PathRegexp may be set; none matches every path.
+//
+// With routerKind RadixTree, Path is a pattern: a segment "{name}" matches
+// any one non-empty segment, "{name:regexp}" one whose whole text matches
+// the regexp, and a final "*" matches the rest of the path, "/" included
+// and possibly empty ("/static/*"). A parameter is a whole segment
+// ("/files/{name}.json" is an error). The values are the request's path
+// parameters (pipeline.PathParam; the catch-all's name is "*"). A Path
+// without "{" or "*" is an exact path in both router kinds; with
+// routerKind Ordered (the default) Path is always exact.
 type Path struct {
-	Path       string   `yaml:"path,omitempty"`
-	PathPrefix string   `yaml:"pathPrefix,omitempty"`
-	PathRegexp string   `yaml:"pathRegexp,omitempty"`
-	Methods    []string `yaml:"methods,omitempty"`
+	// Path is an exact path, or a pattern with routerKind RadixTree.
+	Path string `yaml:"path,omitempty"`
+	// PathPrefix matches every path that starts with it (by bytes, not
+	// segments: "/api" matches "/apis").
+	PathPrefix string `yaml:"pathPrefix,omitempty"`
+	// PathRegexp matches the path with a regexp (unanchored unless it
+	// says ^ and $).
+	PathRegexp string `yaml:"pathRegexp,omitempty"`
+	// RewriteTarget replaces the path that the pipeline and the backend
+	// see, once the path is matched. With path it replaces the whole
+	// path; with a RadixTree pattern "{name}" in it is replaced by the
+	// parameter's value and "{*}" (or Easegress's "{EG_WILDCARD}") by the
+	// catch-all's; with pathPrefix it replaces the prefix, and the rest
+	// of the path follows it; with pathRegexp it is the replacement
+	// template of regexp.ReplaceAllString ("$1", "${name}"), applied to
+	// the matched parts. The result is normalised like a request path.
+	// It needs one of path, pathPrefix and pathRegexp.
+	RewriteTarget string `yaml:"rewriteTarget,omitempty"`
+	// Methods the path allows; empty allows every method. A path that
+	// allows GET allows HEAD.
+	Methods []string `yaml:"methods,omitempty"`
+	// Headers are conditions on request headers. By default one of them
+	// must hold; with matchAllHeader, all of them.
+	Headers []ValueMatch `yaml:"headers,omitempty"`
+	// MatchAllHeader requires every entry of Headers to hold.
+	MatchAllHeader bool `yaml:"matchAllHeader,omitempty"`
+	// Queries are conditions on query parameters, like Headers.
+	Queries []ValueMatch `yaml:"queries,omitempty"`
+	// MatchAllQuery requires every entry of Queries to hold.
+	MatchAllQuery bool `yaml:"matchAllQuery,omitempty"`
 	// ClientMaxBodySize bounds the request body on this path and wins
 	// over the server's: 0 means the server's ClientMaxBodySize, -1 means
 	// no limit.
@@ -214,6 +280,17 @@ type Path struct {
 	// the Upgrade header (and the upgrade token of Connection) is removed
 	// from the request, which is served as a normal one.
 	AllowUpgrade bool `yaml:"allowUpgrade,omitempty"`
+}
+
+// ValueMatch is a condition on one request header or query parameter: its
+// first value (empty when absent) is one of Values, or matches Regexp.
+// Within matchAllHeader (matchAllQuery) both hold when both are set; else
+// either is enough. At least one of Values and Regexp is needed.
+type ValueMatch struct {
+	// Key is the header name (case-insensitive) or query parameter name.
+	Key    string   `yaml:"key"`
+	Values []string `yaml:"values,omitempty"`
+	Regexp string   `yaml:"regexp,omitempty"`
 }
 
 // CertFile names the PEM files of a certificate (with its chain) and of
@@ -281,52 +358,7 @@ func (s *Spec) Validate() error {
 	if !(s.AccessLog.Sampling >= 0 && s.AccessLog.Sampling <= 1) {
 		return pipeline.FieldErr("accessLog.sampling", errors.New("must be between 0 and 1"))
 	}
-	for i, r := range s.Rules {
-		rf := "rules[" + strconv.Itoa(i) + "]"
-		if r.Host != "" && r.HostRegexp != "" {
-			return pipeline.FieldErr(rf, errors.New("set host or hostRegexp, not both"))
-		}
-		if r.HostRegexp != "" {
-			if _, err := regexp.Compile(r.HostRegexp); err != nil {
-				return pipeline.FieldErr(rf+".hostRegexp", err)
-			}
-		}
-		for j, p := range r.Paths {
-			pf := rf + ".paths[" + strconv.Itoa(j) + "]"
-			n := 0
-			for _, v := range []string{p.Path, p.PathPrefix, p.PathRegexp} {
-				if v != "" {
-					n++
-				}
-			}
-			if n > 1 {
-				return pipeline.FieldErr(pf, errors.New("set at most one of path, pathPrefix and pathRegexp"))
-			}
-			if p.Path != "" && !strings.HasPrefix(p.Path, "/") {
-				return pipeline.FieldErr(pf+".path", errors.New("must start with /"))
-			}
-			if p.PathPrefix != "" && !strings.HasPrefix(p.PathPrefix, "/") {
-				return pipeline.FieldErr(pf+".pathPrefix", errors.New("must start with /"))
-			}
-			if p.PathRegexp != "" {
-				if _, err := regexp.Compile(p.PathRegexp); err != nil {
-					return pipeline.FieldErr(pf+".pathRegexp", err)
-				}
-			}
-			for k, m := range p.Methods {
-				if !isToken(m) {
-					return pipeline.FieldErr(pf+".methods["+strconv.Itoa(k)+"]", fmt.Errorf("%q is not an HTTP method", m))
-				}
-			}
-			if p.ClientMaxBodySize < -1 {
-				return pipeline.FieldErr(pf+".clientMaxBodySize", errors.New("must be -1 (no limit), 0 (the server's) or a size in bytes"))
-			}
-			if p.Backend == "" {
-				return pipeline.FieldErr(pf+".backend", errors.New("a path needs a backend pipeline"))
-			}
-		}
-	}
-	return nil
+	return validateRules(s.RouterKind, s.Rules)
 }
 
 // ListenAddress returns the host:port the spec binds.

@@ -22,6 +22,33 @@ type RequestInfo struct {
 	// not allow it the gate has already removed the offer to upgrade.
 	// False for a request that did not come through a gate.
 	UpgradeAllowed bool
+	// PathParams are the parameters the route's path pattern captured
+	// (gate's routerKind RadixTree: /users/{id}, and "*" for a trailing
+	// catch-all), in the pattern's order. The gate sets them with
+	// UpgradeAllowed; nil when the route has none. Read them with
+	// PathParam.
+	PathParams []Param
+}
+
+// Param is one path parameter: its name in the route's pattern and the
+// path segment (or, for the catch-all "*", the rest of the path) it
+// matched, as decoded in the request's URL.Path.
+type Param struct {
+	Name, Value string
+}
+
+// PathParam returns the value of r's path parameter name (see
+// RequestInfo.PathParams), or "" when its route captured none by that
+// name.
+func PathParam(r *http.Request, name string) string {
+	if info := RequestInfoOf(r); info != nil {
+		for _, p := range info.PathParams {
+			if p.Name == name {
+				return p.Value
+			}
+		}
+	}
+	return ""
 }
 
 type requestInfoKey struct{}
