@@ -42,6 +42,7 @@ type Gateway struct {
 	slotMu    sync.Mutex
 	pipelines map[string]*pipelineSlot
 	servers   map[string]*serverSlot
+	globals   map[string]*globalSlot
 }
 
 type entry struct {
@@ -90,6 +91,7 @@ func New(opts ...Option) (*Gateway, error) {
 		tombs:     map[string]int64{},
 		pipelines: map[string]*pipelineSlot{},
 		servers:   map[string]*serverSlot{},
+		globals:   map[string]*globalSlot{},
 	}
 	for _, k := range append(g.builtinKinds(), s.objectKinds...) {
 		if err := g.registerKind(k); err != nil {

@@ -26,6 +26,13 @@ func (g *Gateway) builtinKinds() []ObjectKind {
 			Build:       g.buildPipeline,
 		},
 		{
+			Kind:        KindGlobalFilter,
+			Category:    CategoryPipeline,
+			Description: "pipelines that run before and after the backend pipeline of every request of the servers that name it",
+			DefaultSpec: func() any { return &GlobalFilterSpec{} },
+			Build:       g.buildGlobalFilter,
+		},
+		{
 			Kind:        KindHTTPServer,
 			Category:    CategoryTrafficGate,
 			Description: "an HTTP listener whose rules route requests to pipelines",
@@ -46,17 +53,22 @@ func (g *Gateway) buildPipeline(env Env, spec Spec) (Object, error) {
 		return nil, err
 	}
 	ps.Name = spec.Name
-	p, err := pipeline.New(ps, g.filters, pipeline.Env{
+	p, err := pipeline.New(ps, g.filters, g.pipelineEnv())
+	if err != nil {
+		return nil, err
+	}
+	return &pipelineObject{p: p}, nil
+}
+
+// pipelineEnv is what the gateway gives the filters of its pipelines.
+func (g *Gateway) pipelineEnv() pipeline.Env {
+	return pipeline.Env{
 		Logger:         g.s.logger,
 		Clock:          g.s.clock,
 		Transport:      g.s.transport,
 		TracerProvider: g.s.tracer,
 		MeterProvider:  g.s.meter,
-	})
-	if err != nil {
-		return nil, err
 	}
-	return &pipelineObject{p: p}, nil
 }
 
 func (o *pipelineObject) Inherit(prev Object) error {
@@ -82,7 +94,7 @@ func (g *Gateway) buildServer(env Env, spec Spec) (Object, error) {
 	}
 	s, err := gate.New(spec.Name, gs, gate.Options{
 		Logger:  g.s.logger,
-		Resolve: func(name string) http.Handler { return g.pipelineSlot(name) },
+		Resolve: g.resolver(gs.GlobalFilter),
 	})
 	if err != nil {
 		return nil, err
@@ -104,6 +116,17 @@ func (o *serverObject) Shutdown(ctx context.Context) error { return o.s.Shutdown
 func (o *serverObject) Close() error                       { return o.s.Close() }
 func (o *serverObject) Status() any                        { return o.s.Status() }
 
+// resolver returns how a server finds the handler of a backend pipeline:
+// its slot, between the pipelines of the server's GlobalFilter if it names
+// one.
+func (g *Gateway) resolver(globalFilter string) func(string) http.Handler {
+	if globalFilter == "" {
+		return func(name string) http.Handler { return g.pipelineSlot(name) }
+	}
+	gf := g.globalSlot(globalFilter)
+	return func(name string) http.Handler { return &globalRoute{gf: gf, next: g.pipelineSlot(name)} }
+}
+
 // pipelineSlot is where the routes of every server find the current
 // generation of a pipeline: one atomic load per request, no map lookup.
 type pipelineSlot struct {
@@ -111,12 +134,18 @@ type pipelineSlot struct {
 }
 
 func (s *pipelineSlot) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	s.serveAround(w, r, nil, nil)
+}
+
+// serveAround serves r with the current generation of the pipeline, run
+// between before and after (see pipeline.Pipeline.TryServeAround).
+func (s *pipelineSlot) serveAround(w http.ResponseWriter, r *http.Request, before, after *pipeline.Pipeline) {
 	for {
 		p := s.p.Load()
 		if p == nil {
 			break
 		}
-		if p.TryServeHTTP(w, r) {
+		if p.TryServeAround(w, r, before, after) {
 			return
 		}
 		// p is shutting down: it was replaced (serve with its successor)
@@ -171,6 +200,8 @@ func (g *Gateway) publish(name string, obj Object) {
 		g.pipelineSlot(name).p.Store(o.p)
 	case *serverObject:
 		g.serverSlot(name).s.Store(o.s)
+	case *globalFilterObject:
+		g.globalSlot(name).gf.Store(o)
 	case nil:
 		g.slotMu.Lock()
 		if s, ok := g.pipelines[name]; ok {
@@ -178,6 +209,9 @@ func (g *Gateway) publish(name string, obj Object) {
 		}
 		if s, ok := g.servers[name]; ok {
 			s.s.Store(nil)
+		}
+		if s, ok := g.globals[name]; ok {
+			s.gf.Store(nil)
 		}
 		g.slotMu.Unlock()
 	}

@@ -122,6 +122,11 @@ type Spec struct {
 	// of whose paths matches wins. A rule whose host matches but none of
 	// whose paths do passes the request on to the next rule.
 	Rules []Rule `yaml:"rules,omitempty"`
+	// GlobalFilter names a GlobalFilter object whose before pipeline runs
+	// ahead of every backend pipeline of this server, and whose after
+	// pipeline runs after it, on the same request and response. While it
+	// names an object that does not exist, requests are answered 503.
+	GlobalFilter string `yaml:"globalFilter,omitempty"`
 
 	// ReadHeaderTimeout is how long a client may take to send a request's
 	// headers. 0 means DefaultReadHeaderTimeout (10s). Listener-level: see

@@ -298,8 +298,68 @@ func (p *Pipeline) TryServeHTTP(w http.ResponseWriter, r *http.Request) bool {
 	return true
 }
 
+// TryServeAround serves r as TryServeHTTP does, with two more pipelines
+// run on the same Context: before runs first and, unless it answered the
+// request (set the primary response: a Validator's 401, a rate limiter's
+// 429), p runs next; after always runs last and sees the response,
+// whichever pipeline set it. Either may be nil. The caller keeps before
+// and after open for the call (see Acquire). This is how a GlobalFilter
+// wraps the backend pipelines of a server.
+func (p *Pipeline) TryServeAround(w http.ResponseWriter, r *http.Request, before, after *Pipeline) bool {
+	p.inflight.Add(1)
+	if p.closing.Load() {
+		p.done()
+		return false
+	}
+	p.serveAround(w, r, before, after)
+	return true
+}
+
+// Acquire counts a use of p that is not a request of its own (p runs as
+// another pipeline's before or after flow, see TryServeAround), so that
+// Shutdown waits for it; it reports false, counting nothing, once p has
+// begun to shut down. Each Acquire that reports true needs a Release. A
+// nil p is always acquired.
+func (p *Pipeline) Acquire() bool {
+	if p == nil {
+		return true
+	}
+	p.inflight.Add(1)
+	if p.closing.Load() {
+		p.done()
+		return false
+	}
+	return true
+}
+
+// Release ends a use counted by Acquire.
+func (p *Pipeline) Release() {
+	if p != nil {
+		p.done()
+	}
+}
+
+// runAround runs before, p unless before answered, and after on c.
+func (p *Pipeline) runAround(c *Context, before, after *Pipeline) {
+	if before != nil {
+		before.Run(c)
+	}
+	if before == nil || c.ex[0].resp == nil {
+		p.Run(c)
+	}
+	if after != nil {
+		after.Run(c)
+	}
+}
+
 // serve handles a request already counted in flight.
 func (p *Pipeline) serve(w http.ResponseWriter, r *http.Request) {
+	p.serveAround(w, r, nil, nil)
+}
+
+// serveAround handles a request already counted in flight, with the flows
+// of TryServeAround.
+func (p *Pipeline) serveAround(w http.ResponseWriter, r *http.Request, before, after *Pipeline) {
 	defer p.done()
 	p.requests.Add(1)
 	var start time.Time
@@ -333,7 +393,11 @@ func (p *Pipeline) serve(w http.ResponseWriter, r *http.Request) {
 		}
 		p.release(c)
 	}()
-	p.Run(c)
+	if before == nil && after == nil {
+		p.Run(c)
+	} else {
+		p.runAround(c, before, after)
+	}
 	resp := c.ex[0].resp
 	if resp == nil {
 		wrote = true
