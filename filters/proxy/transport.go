@@ -205,6 +205,7 @@ func readFile(field, name string) ([]byte, error) {
 type transport struct {
 	rt       http.RoundTripper
 	own      *http.Transport // nil for the Env's transport
+	fast     *h1Transport    // cleartext HTTP/1.1, falling back to own; nil for the Env's transport
 	h2c      *http.Transport // prior-knowledge HTTP/2 for pools with protocol h2c; nil: none
 	h1       *http.Transport // HTTP/1.1 only, for Upgrades; nil for the Env's transport
 	settings transportSettings
@@ -215,7 +216,8 @@ func newTransport(rt http.RoundTripper, ts transportSettings, cfg *tls.Config) *
 	t := &transport{rt: rt, settings: ts}
 	if rt == nil {
 		t.own = newHTTPTransport(ts, cfg, false)
-		t.rt = t.own
+		t.fast = newH1Transport(ts, t.own)
+		t.rt = t.fast
 		t.h1 = newHTTP1Transport(ts, cfg)
 		if ts.h2c {
 			t.h2c = newHTTPTransport(ts, cfg, true)
@@ -314,6 +316,7 @@ func (t *transport) acquire() bool {
 // an own transport.
 func (t *transport) release() {
 	if t.refs.Add(-1) == 0 && t.own != nil {
+		t.fast.Close()
 		t.own.CloseIdleConnections()
 		if t.h1 != nil {
 			t.h1.CloseIdleConnections()
