@@ -7,7 +7,6 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"net/http/httptrace"
 	"time"
 
 	"github.com/sluicegw/sluice/internal/httpx"
@@ -112,12 +111,6 @@ func (x *exchange) attempt(ctx context.Context, n int) (retry bool, err error) {
 	if p.perTry > 0 {
 		tctx, tcancel = resilience.WithTimeout(ctx, p.clock, p.perTry)
 	}
-	var it *interim
-	if !x.upgrade {
-		if it = newInterim(x.c, x.in); it != nil {
-			tctx = httptrace.WithClientTrace(tctx, &it.trace)
-		}
-	}
 	out, body := s.outbound(tctx, x.in)
 	if x.upgrade {
 		keepUpgrade(out, x.in)
@@ -138,10 +131,7 @@ func (x *exchange) attempt(ctx context.Context, n int) (retry bool, err error) {
 	if p.feedback != nil {
 		start = p.now()
 	}
-	resp, err := x.rt.RoundTrip(out)
-	if it != nil {
-		it.stop()
-	}
+	resp, err := x.roundTrip(out)
 	if err != nil {
 		failed := x.failed(s, tctx, body, err, n)
 		if failed && p.outlier != nil {

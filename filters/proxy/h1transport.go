@@ -15,6 +15,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/sluicegw/sluice/pipeline"
 )
 
 // h1Transport is a lean HTTP/1.1 client for cleartext backends, the
@@ -125,22 +127,29 @@ func (t *h1Transport) serves(req *http.Request) bool {
 }
 
 // RoundTrip sends req and returns the response head; the body streams from
-// the connection.
+// the connection. Informational responses go to the request context's
+// httptrace.ClientTrace, as with http.Transport.
 func (t *h1Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if !t.serves(req) {
 		return t.fallback.RoundTrip(req)
 	}
+	return t.roundTripWith(req, nil)
+}
+
+// roundTripWith is RoundTrip for a request that serves takes; with c set,
+// informational responses are written to c's client directly instead.
+func (t *h1Transport) roundTripWith(req *http.Request, c *pipeline.Context) (*http.Response, error) {
 	ctx := req.Context()
 	addr := req.URL.Host
 	if req.URL.Port() == "" {
 		addr = net.JoinHostPort(req.URL.Hostname(), "80")
 	}
 	for attempt := 0; ; attempt++ {
-		c, err := t.get(ctx, addr)
+		conn, err := t.get(ctx, addr)
 		if err != nil {
 			return nil, err
 		}
-		resp, err := c.roundTrip(req)
+		resp, err := conn.roundTrip(req, c)
 		if err == nil {
 			return resp, nil
 		}
@@ -258,7 +267,7 @@ var aLongTimeAgo = time.Unix(1, 0)
 
 // roundTrip writes req on c and reads the response head. On error c is
 // closed.
-func (c *h1Conn) roundTrip(req *http.Request) (*http.Response, error) {
+func (c *h1Conn) roundTrip(req *http.Request, pc *pipeline.Context) (*http.Response, error) {
 	// Ending the request's context ends a blocked write or read.
 	stop := context.AfterFunc(req.Context(), func() { c.nc.SetDeadline(aLongTimeAgo) })
 	fail := func(err error) (*http.Response, error) {
@@ -276,7 +285,10 @@ func (c *h1Conn) roundTrip(req *http.Request) (*http.Response, error) {
 		c.nc.SetReadDeadline(time.Now().Add(d))
 	}
 	c.lr.n = c.t.maxHeaderBytes
-	trace := httptrace.ContextClientTrace(req.Context())
+	var trace *httptrace.ClientTrace
+	if pc == nil {
+		trace = httptrace.ContextClientTrace(req.Context())
+	}
 	var resp *http.Response
 	for interim := 0; ; interim++ {
 		var err error
@@ -294,7 +306,9 @@ func (c *h1Conn) roundTrip(req *http.Request) (*http.Response, error) {
 		if code == http.StatusSwitchingProtocols || interim == 8 {
 			return fail(fmt.Errorf("proxy: unexpected %d response", code))
 		}
-		if trace != nil && trace.Got1xxResponse != nil {
+		if pc != nil {
+			forwardInterim(pc, code, resp.Header)
+		} else if trace != nil && trace.Got1xxResponse != nil {
 			if err := trace.Got1xxResponse(code, textproto.MIMEHeader(resp.Header)); err != nil {
 				return fail(err)
 			}
