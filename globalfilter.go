@@ -191,12 +191,7 @@ func (h *globalRoute) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func (g *Gateway) globalSlot(name string) *globalSlot {
 	g.slotMu.Lock()
 	defer g.slotMu.Unlock()
-	s, ok := g.globals[name]
-	if !ok {
-		s = &globalSlot{}
-		g.globals[name] = s
-	}
-	return s
+	return slotOf(g.globals, name)
 }
 
 var (

@@ -173,10 +173,16 @@ func (s *serverSlot) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func (g *Gateway) pipelineSlot(name string) *pipelineSlot {
 	g.slotMu.Lock()
 	defer g.slotMu.Unlock()
-	s, ok := g.pipelines[name]
+	return slotOf(g.pipelines, name)
+}
+
+// slotOf returns the slot called name in m, made on first use; the caller
+// holds g.slotMu.
+func slotOf[S any](m map[string]*S, name string) *S {
+	s, ok := m[name]
 	if !ok {
-		s = &pipelineSlot{}
-		g.pipelines[name] = s
+		s = new(S)
+		m[name] = s
 	}
 	return s
 }
@@ -184,12 +190,7 @@ func (g *Gateway) pipelineSlot(name string) *pipelineSlot {
 func (g *Gateway) serverSlot(name string) *serverSlot {
 	g.slotMu.Lock()
 	defer g.slotMu.Unlock()
-	s, ok := g.servers[name]
-	if !ok {
-		s = &serverSlot{}
-		g.servers[name] = s
-	}
-	return s
+	return slotOf(g.servers, name)
 }
 
 // publish makes obj the live object called name for request routing; nil
