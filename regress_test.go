@@ -218,7 +218,9 @@ func TestStoreFollowResyncsAfterCompaction(t *testing.T) {
 	if _, err := st.Commit(ctx, sluice.Op{Kind: "Pipeline", Name: "late", Spec: []byte("kind: Pipeline\nname: late\nfilters: []\n")}); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(3 * time.Second)
+	// Catching up builds some 4200 pipelines: generous on a busy machine
+	// under -race; it returns as soon as the object is there.
+	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
 		if _, ok := g.Get("Pipeline", "late"); ok {
 			t.Logf("late applied; gateway has %d objects at revision %d", len(g.List("")), g.Status().Revision)
