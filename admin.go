@@ -31,7 +31,10 @@ const maxAdminBody = 8 << 20
 //	GET    /apis/v2/objects/{name}          one object's spec
 //	PUT    /apis/v2/objects/{name}          update an existing object
 //	DELETE /apis/v2/objects/{name}          delete
-//	GET    /apis/v2/status/objects[/{name}] runtime status
+//	GET    /apis/v2/status/objects[/{name}] runtime status and statistics
+//	GET    /apis/v2/metrics                 Prometheus exposition (see MetricsHandler)
+//	GET    /apis/v2/loglevel                the log level: {"level": "INFO"}
+//	PUT    /apis/v2/loglevel                change it: {"level": "debug"}
 //
 // Responses are JSON, or YAML when the request asks for it with
 // "Accept: application/yaml" or "?format=yaml". Errors are always JSON,
@@ -39,8 +42,13 @@ const maxAdminBody = 8 << 20
 // name, field and line), 404 for a missing object, 409 for a name taken.
 //
 // Without WithAdminToken the API answers only clients on loopback
-// addresses (403 otherwise); with a token every request needs
-// "Authorization: Bearer <token>" (401 otherwise).
+// addresses or, with WithAdminTLS, clients with a verified certificate
+// (403 otherwise); with a token every request needs
+// "Authorization: Bearer <token>" (401 otherwise). Before that, a request
+// whose Host is neither a loopback name nor one of WithAdminHosts is
+// refused (403: DNS rebinding), and so is a state-changing request that a
+// browser sends from another origin (403: cross-site request forgery,
+// judged by Sec-Fetch-Site or Origin). ListenAdmin opens its listener.
 func (g *Gateway) AdminHandler() http.Handler {
 	mux := http.NewServeMux()
 	p := AdminPrefix
@@ -57,10 +65,11 @@ func (g *Gateway) AdminHandler() http.Handler {
 	mux.HandleFunc("DELETE "+p+"/objects/{name}", g.adminDelete)
 	mux.HandleFunc("GET "+p+"/status/objects", g.adminStatus)
 	mux.HandleFunc("GET "+p+"/status/objects/{name}", g.adminStatus)
+	g.adminObservability(mux)
 	mux.HandleFunc(p+"/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, http.StatusNotFound, "no such admin endpoint: "+r.Method+" "+r.URL.Path)
 	})
-	return g.adminAuth(mux)
+	return g.adminGuard(g.adminAuth(mux))
 }
 
 func (g *Gateway) adminAuth(next http.Handler) http.Handler {
@@ -73,8 +82,8 @@ func (g *Gateway) adminAuth(next http.Handler) http.Handler {
 				writeError(w, r, http.StatusUnauthorized, "a valid bearer token is required")
 				return
 			}
-		} else if !loopback(r.RemoteAddr) {
-			writeError(w, r, http.StatusForbidden, "the admin API answers loopback clients only unless a token is configured")
+		} else if !loopback(r.RemoteAddr) && !g.adminClientVerified(r) {
+			writeError(w, r, http.StatusForbidden, "the admin API answers loopback clients only unless a token or client certificates are configured")
 			return
 		}
 		next.ServeHTTP(w, r)

@@ -25,6 +25,7 @@ func (c adminClient) do(method, path, body string, hdr ...string) (int, string) 
 		r = strings.NewReader(body)
 	}
 	req := httptest.NewRequest(method, path, r)
+	req.Host = "localhost" // the admin API refuses other names by default
 	if c.addr != "" {
 		req.RemoteAddr = c.addr
 	}
@@ -32,6 +33,10 @@ func (c adminClient) do(method, path, body string, hdr ...string) (int, string) 
 		req.Header.Set("Authorization", "Bearer "+c.token)
 	}
 	for i := 0; i+1 < len(hdr); i += 2 {
+		if hdr[i] == "Host" {
+			req.Host = hdr[i+1]
+			continue
+		}
 		req.Header.Set(hdr[i], hdr[i+1])
 	}
 	rec := httptest.NewRecorder()

@@ -50,7 +50,9 @@
 // Start opens the HTTP servers' listeners and runs the controllers;
 // Shutdown drains and stops everything. A program that has its own HTTP
 // server mounts a gateway's router with Handler instead, and its admin REST
-// API with AdminHandler.
+// API with AdminHandler (ListenAdmin opens a listener for it that refuses a
+// non-loopback address without a token or mutual TLS). An AutoCertManager
+// obtains and renews the https servers' certificates with ACME.
 //
 // Objects are kept in a Store: in memory by default, or replicated across a
 // cluster (package cluster), in which case every member's Gateway applies

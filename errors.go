@@ -20,6 +20,10 @@ var (
 	ErrClosed = errors.New("gateway is shut down")
 	// ErrDuplicateKind: two object kinds share a name.
 	ErrDuplicateKind = errors.New("duplicate object kind")
+	// ErrAdminUnprotected: ListenAdmin was asked for an address that is
+	// not a loopback one while the admin API has neither a token nor
+	// client certificates to authenticate its clients.
+	ErrAdminUnprotected = errors.New("refusing to serve the admin API on a non-loopback address without authentication (WithAdminToken, or WithAdminTLS with verified client certificates)")
 )
 
 // ObjectError is an error about one object: its kind and name, and, when the

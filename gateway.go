@@ -39,10 +39,14 @@ type Gateway struct {
 	cancel  context.CancelFunc
 	bg      sync.WaitGroup // closing old objects, controllers, the store watch
 
-	slotMu    sync.Mutex
-	pipelines map[string]*pipelineSlot
-	servers   map[string]*serverSlot
-	globals   map[string]*globalSlot
+	tracing *tracingSwitch // what pipelines trace with (tracing.go)
+
+	slotMu     sync.Mutex
+	pipelines  map[string]*pipelineSlot
+	servers    map[string]*serverSlot
+	globals    map[string]*globalSlot
+	autocerts  autoCerts     // the live AutoCertManagers
+	registries registrySlots // the live service registries, for Env.Registries
 }
 
 type entry struct {
@@ -68,6 +72,7 @@ func New(opts ...Option) (*Gateway, error) {
 			return nil, err
 		}
 	}
+	s.logger, s.level = leveled(s.logger, s.level)
 	var kinds []pipeline.Kind
 	if s.builtins {
 		kinds = append(kinds, filters.Builtin()...)
@@ -92,6 +97,7 @@ func New(opts ...Option) (*Gateway, error) {
 		pipelines: map[string]*pipelineSlot{},
 		servers:   map[string]*serverSlot{},
 		globals:   map[string]*globalSlot{},
+		tracing:   newTracingSwitch(s.tracer),
 	}
 	for _, k := range append(g.builtinKinds(), s.objectKinds...) {
 		if err := g.registerKind(k); err != nil {
@@ -609,6 +615,9 @@ func (g *Gateway) resync() (int64, error) {
 	}
 	inStore := make(map[string]bool, len(records))
 	for _, r := range records {
+		if internalRecord(r.Kind) {
+			continue
+		}
 		inStore[r.Name] = true
 		specs, err := ParseSpecs(bytes.NewReader(r.Spec))
 		if err == nil {
@@ -632,6 +641,9 @@ func (g *Gateway) resync() (int64, error) {
 // commits come back with that revision; an object this gateway deleted
 // leaves a tombstone, so that its older puts do not bring it back.
 func (g *Gateway) applyEvent(ev Event) error {
+	if internalRecord(ev.Record.Kind) {
+		return nil // not an object: see KindAutoCertManager
+	}
 	name := ev.Record.Name
 	if tomb, ok := g.tombs[name]; ok {
 		if ev.Revision <= tomb {
@@ -668,6 +680,9 @@ func (g *Gateway) loadStore(ctx context.Context) error {
 	}
 	var specs []Spec
 	for _, r := range records {
+		if internalRecord(r.Kind) {
+			continue
+		}
 		s, err := ParseSpecs(bytes.NewReader(r.Spec))
 		if err != nil {
 			return fmt.Errorf("store: %s %q: %w", r.Kind, r.Name, err)

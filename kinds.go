@@ -39,6 +39,8 @@ func (g *Gateway) builtinKinds() []ObjectKind {
 			DefaultSpec: func() any { s := &gate.Spec{}; s.SetDefaults(); return s },
 			Build:       g.buildServer,
 		},
+		g.autoCertKind(),
+		g.tracingKind(),
 	}
 }
 
@@ -66,8 +68,11 @@ func (g *Gateway) pipelineEnv() pipeline.Env {
 		Logger:         g.s.logger,
 		Clock:          g.s.clock,
 		Transport:      g.s.transport,
-		TracerProvider: g.s.tracer,
+		TracerProvider: g.tracing,
+		Propagator:     g.tracing,
 		MeterProvider:  g.s.meter,
+		Stats:          !g.s.noStats,
+		Registries:     g.registries.lookup,
 	}
 }
 
@@ -93,11 +98,19 @@ func (g *Gateway) buildServer(env Env, spec Spec) (Object, error) {
 		return nil, err
 	}
 	s, err := gate.New(spec.Name, gs, gate.Options{
-		Logger:  g.s.logger,
-		Resolve: g.resolver(gs.GlobalFilter),
+		Logger:       g.s.logger,
+		Resolve:      g.resolver(gs.GlobalFilter),
+		Listen:       g.s.listen,
+		ListenPacket: g.s.listenPacket,
+		// Certificates and HTTP-01 answers of the AutoCertManagers.
+		GetCertificate: g.autocerts.getCertificate,
+		HTTPChallenge:  g.autocerts.httpChallenge,
 	})
 	if err != nil {
 		return nil, err
+	}
+	if !g.s.noStats {
+		s.EnableStats(g.s.clock)
 	}
 	return &serverObject{s: s}, nil
 }
@@ -203,7 +216,16 @@ func (g *Gateway) publish(name string, obj Object) {
 		g.serverSlot(name).s.Store(o.s)
 	case *globalFilterObject:
 		g.globalSlot(name).gf.Store(o)
+	case *tracingObject:
+		g.tracing.set(o)
+	case *autoCertManager:
+		g.autocerts.set(name, o)
+	case pipeline.ServiceRegistry:
+		g.registries.set(name, o)
 	case nil:
+		g.tracing.unset(name)
+		g.autocerts.set(name, nil)
+		g.registries.set(name, nil)
 		g.slotMu.Lock()
 		if s, ok := g.pipelines[name]; ok {
 			s.p.Store(nil)
@@ -223,3 +245,6 @@ var (
 	_ Inheritor = (*serverObject)(nil)
 	_ Inheritor = (*pipelineObject)(nil)
 )
+
+// CloseKeepAlives is gate.Server.CloseKeepAlives.
+func (o *serverObject) CloseKeepAlives(ctx context.Context) { o.s.CloseKeepAlives(ctx) }

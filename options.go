@@ -1,9 +1,13 @@
 package sluice
 
 import (
+	"crypto/tls"
 	"errors"
+	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
+	"strings"
 	"time"
 
 	"go.opentelemetry.io/otel/metric"
@@ -25,10 +29,16 @@ type settings struct {
 	policyKinds  []pipeline.PolicyKind
 	objectKinds  []ObjectKind
 	adminToken   string
+	adminTLS     *tls.Config // WithAdminTLS (admin_security.go)
+	adminHosts   []string    // WithAdminHosts
 	drainTimeout time.Duration
+	noStats      bool           // WithoutStats (observability.go)
+	level        *slog.LevelVar // WithLogLevel; set by New
 	builtins     bool
 	tracer       trace.TracerProvider
 	meter        metric.MeterProvider
+	listen       func(network, addr string) (net.Listener, error)
+	listenPacket func(network, addr string) (net.PacketConn, error)
 }
 
 func defaultSettings() settings {
@@ -134,4 +144,52 @@ func WithTracerProvider(tp trace.TracerProvider) Option {
 // server errors and durations. Default: none.
 func WithMeterProvider(mp metric.MeterProvider) Option {
 	return func(s *settings) error { s.meter = mp; return nil }
+}
+
+// WithListenFuncs makes the gateway's HTTPServers create their listening
+// sockets with listen (TCP) and listenPacket (UDP, for HTTP/3) instead of
+// net.Listen and net.ListenPacket. A program that upgrades itself without
+// dropping a connection passes the functions of its socket-passing
+// library here, e.g. github.com/cloudflare/tableflip's Fds.Listen and
+// Fds.ListenPacket, so that the new process takes over the old one's
+// sockets. Either may be nil for the default.
+func WithListenFuncs(listen func(network, addr string) (net.Listener, error), listenPacket func(network, addr string) (net.PacketConn, error)) Option {
+	return func(s *settings) error {
+		s.listen, s.listenPacket = listen, listenPacket
+		return nil
+	}
+}
+
+// WithAdminTLS makes ListenAdmin serve the admin API over TLS with cfg,
+// which must hold a certificate (Certificates or GetCertificate). With
+// cfg.ClientAuth set to tls.RequireAndVerifyClientCert (and cfg.ClientCAs)
+// it is mutual TLS: a verified client certificate then authenticates a
+// request as a bearer token does, and ListenAdmin accepts a non-loopback
+// address without a token. Default: cleartext.
+func WithAdminTLS(cfg *tls.Config) Option {
+	return func(s *settings) error {
+		if cfg == nil || (len(cfg.Certificates) == 0 && cfg.GetCertificate == nil && cfg.GetConfigForClient == nil) {
+			return errors.New("admin TLS: the configuration needs a certificate")
+		}
+		s.adminTLS = cfg.Clone()
+		return nil
+	}
+}
+
+// WithAdminHosts adds names (or IP addresses) that requests to the admin
+// API may carry in their Host header, besides the loopback ones
+// (localhost, *.localhost, 127.0.0.0/8, ::1), which are always allowed.
+// Any other Host is refused with 403, so that a web page whose name an
+// attacker rebinds to a loopback address cannot drive the API (DNS
+// rebinding). A port in the Host is ignored. Default: loopback names only.
+func WithAdminHosts(hosts ...string) Option {
+	return func(s *settings) error {
+		for _, h := range hosts {
+			if h == "" || strings.ContainsAny(h, "/ ") {
+				return fmt.Errorf("admin host %q: not a host name or IP address", h)
+			}
+			s.adminHosts = append(s.adminHosts, h)
+		}
+		return nil
+	}
 }

@@ -119,11 +119,13 @@
 //     (RFC 7239 for=). A request ID from a trusted peer is kept when well
 //     formed, otherwise a random one replaces it in the request header
 //     (requestIDHeader, default X-Request-Id). Filters read both with
-//     ClientIP and RequestID.
+//     ClientIP and RequestID. The server's ipFilter (see IPFilter) then
+//     judges the client address: a refused client gets 403 before routing.
 //  3. The path is normalised (dot segments resolved, repeated slashes
 //     folded; an encoded slash or a backslash is 400), then the rules
-//     route it (see Routing) and rewriteTarget rewrites it. A route
-//     without allowUpgrade loses the request's Upgrade offer here.
+//     route it (see Routing) and rewriteTarget rewrites it. The matched
+//     rule's ipFilter refuses a client with 403 here. A route without
+//     allowUpgrade loses the request's Upgrade offer here.
 //  4. Body limit: the matched path's clientMaxBodySize, or the server's
 //     (0 and -1: no limit). A Content-Length over it is 413 before the
 //     pipeline runs; otherwise the body is wrapped in http.MaxBytesReader,
@@ -166,4 +168,13 @@
 // connections already open keep theirs and carry on. Certificate files
 // are read when a generation is built: apply the spec again to reload
 // them.
+//
+// # Hot upgrade
+//
+// Options.Listen and Options.ListenPacket, when set, create the listening
+// TCP and UDP (HTTP/3) sockets in place of net.Listen and
+// net.ListenPacket. A program that replaces itself passes a socket-passing
+// library's functions there (the reference binary uses
+// github.com/cloudflare/tableflip), so that the new process serves on the
+// sockets the old one was listening on while the old one drains.
 package gate

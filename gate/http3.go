@@ -25,21 +25,42 @@ type quicServer struct {
 	done   chan struct{}
 }
 
+// binders create listening sockets: net.Listen and net.ListenPacket, or
+// the functions of Options.Listen and Options.ListenPacket.
+type binders struct {
+	listen       func(network, addr string) (net.Listener, error)
+	listenPacket func(network, addr string) (net.PacketConn, error)
+}
+
+func (b binders) tcp(addr string) (net.Listener, error) {
+	if b.listen != nil {
+		return b.listen("tcp", addr)
+	}
+	return net.Listen("tcp", addr)
+}
+
+func (b binders) udp(addr string) (net.PacketConn, error) {
+	if b.listenPacket != nil {
+		return b.listenPacket("udp", addr)
+	}
+	return net.ListenPacket("udp", addr)
+}
+
 // bindPair binds the TCP listener on addr and, with http3, the UDP socket
 // of the same port. With port 0 the kernel picks the TCP port, which may
 // be taken on UDP: then it tries again with another.
-func bindPair(addr string, http3 bool) (net.Listener, net.PacketConn, error) {
+func (b binders) bindPair(addr string, http3 bool) (net.Listener, net.PacketConn, error) {
 	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
 		return nil, nil, err
 	}
 	for attempt := 0; ; attempt++ {
-		ln, err := net.Listen("tcp", addr)
+		ln, err := b.tcp(addr)
 		if err != nil || !http3 {
 			return ln, nil, err
 		}
 		tcpPort := ln.Addr().(*net.TCPAddr).Port
-		pc, err := net.ListenPacket("udp", net.JoinHostPort(host, strconv.Itoa(tcpPort)))
+		pc, err := b.udp(net.JoinHostPort(host, strconv.Itoa(tcpPort)))
 		if err == nil {
 			return ln, pc, nil
 		}
@@ -61,6 +82,7 @@ func newQUICServer(conn net.PacketConn, l *listener, ls listenerSettings, logger
 		srv: &http3.Server{
 			Handler: l,
 			TLSConfig: &tls.Config{
+				MinVersion:         tls.VersionTLS13, // QUIC is TLS 1.3; the generation's configuration applies
 				GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) { return l.tlsConf.Load(), nil },
 			},
 			QUICConfig: &quic.Config{

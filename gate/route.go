@@ -35,6 +35,7 @@ const (
 type route struct {
 	kind       pathKind
 	index      int // in its rule's paths
+	rule       int // the index of its rule
 	exact      string
 	prefix     string
 	re         *regexp.Regexp

@@ -151,6 +151,7 @@ func compileRouter(spec *Spec, resolve func(string) http.Handler) (*router, erro
 				cp.handler = resolve(p.Backend)
 			}
 			cp.index = j
+			cp.rule = i
 			if kind == RouterOrdered {
 				cr.ordered = append(cr.ordered, cp)
 			}

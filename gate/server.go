@@ -38,7 +38,29 @@ type Options struct {
 	// find the current generation of the pipeline per request (and answer
 	// 503 while there is none), so routes survive pipeline updates.
 	Resolve func(backend string) http.Handler
+	// Listen, when set, creates the TCP listening sockets instead of
+	// net.Listen: a hot upgrade hands them over from the parent process
+	// this way (see github.com/cloudflare/tableflip's Fds.Listen). It is
+	// called with network "tcp" and the spec's address.
+	Listen func(network, addr string) (net.Listener, error)
+	// ListenPacket, when set, creates the UDP sockets of HTTP/3 instead of
+	// net.ListenPacket, like Listen. It is called with network "udp".
+	ListenPacket func(network, addr string) (net.PacketConn, error)
+	// GetCertificate, when set, is consulted on https servers for a
+	// server name that no static certificate covers, before the default
+	// certificate, and answers the ACME TLS-ALPN-01 challenge (see
+	// ACMETLSProtocol). It is called concurrently, during handshakes.
+	GetCertificate func(*tls.ClientHelloInfo) (*tls.Certificate, error)
+	// HTTPChallenge, when set, is offered every request for a path under
+	// ACMEChallengePath on a cleartext server, before the IP filter and
+	// routing (an ACME server validates from anywhere). It reports
+	// whether it answered; if not, the request is routed as usual.
+	HTTPChallenge func(w http.ResponseWriter, r *http.Request) bool
 }
+
+// ACMEChallengePath is the path prefix of ACME HTTP-01 challenges (RFC
+// 8555 §8.3).
+const ACMEChallengePath = "/.well-known/acme-challenge/"
 
 // Server is one generation of an HTTPServer: a compiled router plus, once
 // Listen has run, a listener that it may share with the generations before
@@ -58,13 +80,20 @@ type Server struct {
 	id      identity
 	access  *accessLog  // nil when disabled
 	tlsConf *tls.Config // nil unless spec.HTTPS
+	ipf     ipFilters
+	binds   binders
+	obs     *observer // nil: no stats, no explaining (see stats.go)
 
 	mu sync.Mutex
 	l  *listener
+
+	// challenge is Options.HTTPChallenge on a cleartext server, else nil.
+	challenge func(w http.ResponseWriter, r *http.Request) bool
 }
 
 type counters struct {
 	requests, notFound, methodNotAllowed, badPath, bodyTooLarge atomic.Uint64
+	forbidden                                                   atomic.Uint64
 }
 
 // listener is shared by the generations of one server while its address
@@ -84,11 +113,16 @@ type listener struct {
 	served  atomic.Bool
 	stopped atomic.Bool // the listening socket was closed on purpose
 	done    chan struct{}
+	conns   atomic.Int64 // open connections (see trackConn)
+	closing atomic.Bool  // HTTP/1.x responses close their connection (see CloseKeepAlives)
 }
 
 func (l *listener) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if l.h3 != nil {
 		l.h3.advertise(w, r)
+	}
+	if l.closing.Load() && r.ProtoMajor == 1 {
+		w = &closingWriter{ResponseWriter: w}
 	}
 	if s := l.current.Load(); s != nil {
 		s.ServeHTTP(w, r)
@@ -116,9 +150,19 @@ func New(name string, spec *Spec, opts Options) (*Server, error) {
 		logger: logger.With("server", name),
 		stats:  &counters{},
 		id:     newIdentity(spec),
+		binds:  binders{listen: opts.Listen, listenPacket: opts.ListenPacket},
+	}
+	srv.obs = newObserver(spec, srv.logger, &srv.id)
+	ipf, err := compileIPFilters(spec)
+	if err != nil {
+		return nil, err
+	}
+	srv.ipf = ipf
+	if !spec.HTTPS {
+		srv.challenge = opts.HTTPChallenge
 	}
 	if spec.HTTPS {
-		c, err := spec.tlsConfig()
+		c, err := spec.tlsConfigWith(opts.GetCertificate)
 		if err != nil {
 			return nil, err
 		}
@@ -145,6 +189,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if s.router.h2c && wantsH2CUpgrade(r) && s.upgradeH2C(w, r) {
 		return
 	}
+	if s.challenge != nil && strings.HasPrefix(r.URL.Path, ACMEChallengePath) && s.challenge(w, r) {
+		return
+	}
 	s.stats.requests.Add(1)
 	if r.Method == "PRI" && r.Proto == "HTTP/2.0" && r.URL.Path == "*" {
 		// The HTTP/2 preface on a listener without h2c: net/http hands
@@ -161,8 +208,14 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	ri.RequestID = s.id.requestID(r.Header, trusted)
 	stripH2CUpgrade(r.Header)
 	r = pipeline.WithRequestInfo(r, ri)
+	conn := w
+	if s.obs != nil {
+		sw := s.obs.begin(w, r, ri, peer)
+		defer s.obs.end(sw, r)
+		w = sw
+	}
 	if s.access == nil || !s.access.sample() {
-		s.route(w, w, r)
+		s.route(w, conn, r)
 		return
 	}
 	start := time.Now()
@@ -172,7 +225,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		body = &countingBody{ReadCloser: r.Body}
 		r.Body = body // r is our own copy
 	}
-	rt := s.route(lw, w, r)
+	rt := s.route(lw, conn, r)
 	s.access.log(r, lw, body, rt, ri, time.Since(start))
 }
 
@@ -205,6 +258,11 @@ func (s *Server) upgradeH2C(w http.ResponseWriter, r *http.Request) bool {
 // http.MaxBytesReader needs to close the connection after a 413. It
 // returns the matched route, if any.
 func (s *Server) route(w, conn http.ResponseWriter, r *http.Request) *route {
+	if s.ipf.any && !s.ipf.allowServer(r) {
+		s.stats.forbidden.Add(1)
+		http.Error(w, "forbidden", http.StatusForbidden)
+		return nil
+	}
 	r, ok := cleanPath(r)
 	if !ok {
 		s.stats.badPath.Add(1)
@@ -217,6 +275,7 @@ func (s *Server) route(w, conn http.ResponseWriter, r *http.Request) *route {
 	}
 	q := input(r, stripPort(r.Host), path)
 	rt, params, status := s.router.lookup(&q, nil)
+	s.obs.routed(w, rt, path)
 	if rt == nil {
 		if status == http.StatusMethodNotAllowed {
 			s.stats.methodNotAllowed.Add(1)
@@ -227,6 +286,11 @@ func (s *Server) route(w, conn http.ResponseWriter, r *http.Request) *route {
 		s.stats.notFound.Add(1)
 		http.NotFound(w, r)
 		return nil
+	}
+	if s.ipf.any && !s.ipf.allowRule(rt.rule, r) {
+		s.stats.forbidden.Add(1)
+		http.Error(w, "forbidden", http.StatusForbidden)
+		return rt
 	}
 	if ri := pipeline.RequestInfoOf(r); ri != nil {
 		ri.UpgradeAllowed = rt.upgrade
@@ -282,6 +346,7 @@ func (s *Server) Inherit(prev *Server) {
 		return
 	}
 	s.stats = prev.stats
+	s.obs.inherit(prev.obs)
 	prev.mu.Lock()
 	l := prev.l
 	prev.mu.Unlock()
@@ -302,7 +367,7 @@ func (s *Server) Listen() error {
 	}
 	addr := s.spec.ListenAddress()
 	ls := s.spec.listenerSettings()
-	ln, udp, err := bindPair(addr, ls.http3)
+	ln, udp, err := s.binds.bindPair(addr, ls.http3)
 	if err != nil {
 		return fmt.Errorf("server %q: listen: %w", s.name, err)
 	}
@@ -315,6 +380,7 @@ func (s *Server) Listen() error {
 		// certificates and client CAs change without a new listener.
 		l.tlsConf.Store(s.tlsConf)
 		l.ln = tls.NewListener(ln, &tls.Config{
+			MinVersion:         tls.VersionTLS12, // unused: the generation's configuration applies
 			GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) { return l.tlsConf.Load(), nil },
 		})
 	} else {
@@ -336,7 +402,7 @@ func (s *Server) Listen() error {
 		IdleTimeout:       ls.idleTimeout,
 		MaxHeaderBytes:    ls.maxHeaderBytes,
 		ErrorLog:          slog.NewLogLogger(s.logger.Handler(), slog.LevelDebug),
-		ConnState:         guardConnState,
+		ConnState:         l.trackConn,
 	}
 	l.owner.Store(s)
 	s.l = l
@@ -459,11 +525,16 @@ type Status struct {
 	// BodyTooLarge counts the requests answered 413 because their
 	// Content-Length exceeded the path's clientMaxBodySize.
 	BodyTooLarge uint64 `json:"bodyTooLarge" yaml:"bodyTooLarge"`
+	// Forbidden counts the requests answered 403 by the server's or a
+	// rule's ipFilter.
+	Forbidden uint64 `json:"forbidden,omitempty" yaml:"forbidden,omitempty"`
 	// PendingRestart is true when the running listener's listener-level
 	// settings (timeouts, maxHeaderBytes, maxConnections, https, h2c)
 	// differ from the spec's: they take effect only when the listener is
 	// recreated.
 	PendingRestart bool `json:"pendingRestart,omitempty" yaml:"pendingRestart,omitempty"`
+	// Stats are the server's statistics; absent without EnableStats.
+	Stats *ServerStats `json:"stats,omitempty" yaml:"stats,omitempty"`
 }
 
 // Status reports the bound address and request counters.
@@ -472,8 +543,10 @@ func (s *Server) Status() Status {
 	l := s.l
 	s.mu.Unlock()
 	return Status{
+		Stats:            s.statsPtr(),
 		PendingRestart:   l != nil && l.settings != s.spec.listenerSettings(),
 		BodyTooLarge:     s.stats.bodyTooLarge.Load(),
+		Forbidden:        s.stats.forbidden.Load(),
 		Address:          s.Addr(),
 		Requests:         s.stats.requests.Load(),
 		NotFound:         s.stats.notFound.Load(),

@@ -21,6 +21,7 @@ import (
 //	maxConnections: 10000
 //	clientMaxBodySize: 4194304
 //	trustedProxies: [10.0.0.0/8]
+//	ipFilter: {blockByDefault: false, blockIPs: [192.0.2.0/24]}
 //	accessLog: {enabled: true, sampling: 0.1}
 //	https: true
 //	certs: {api: "-----BEGIN CERTIFICATE-----\n..."}
@@ -49,6 +50,11 @@ type Spec struct {
 	// Listener-level: a change on the same address waits for the
 	// listener to be recreated (see the package comment).
 	HTTPS bool `yaml:"https"`
+	// AutoCert lets an https server go without a certificate of its own:
+	// a name that no static certificate covers gets the certificate the
+	// gateway's AutoCertManager obtained for it (Options.GetCertificate).
+	// With static certificates too, those come first. Default false.
+	AutoCert bool `yaml:"autoCert,omitempty"`
 	// HTTP2 offers HTTP/2 over TLS by ALPN ("h2" before "http/1.1").
 	// Default true (set by SetDefaults; the zero value offers HTTP/1.1
 	// only). It takes effect with the generation, for new handshakes. It
@@ -167,8 +173,14 @@ type Spec struct {
 	// RequestIDHeader is the header that carries the request ID. Empty
 	// means DefaultRequestIDHeader (X-Request-Id). See RequestID.
 	RequestIDHeader string `yaml:"requestIDHeader,omitempty"`
+	// IPFilter refuses clients by their address (403) before routing; see
+	// IPFilter. nil lets everyone through.
+	IPFilter *IPFilter `yaml:"ipFilter,omitempty"`
 	// AccessLog configures the access log; it is off by default.
 	AccessLog AccessLog `yaml:"accessLog"`
+	// Explain lets trusted clients ask why a request went where it went;
+	// see Explain. nil (the default) is off.
+	Explain *Explain `yaml:"explain,omitempty"`
 }
 
 // AccessLog configures the access log: one structured line ("access", at
@@ -208,6 +220,10 @@ type Rule struct {
 	// AllowUpgrade lets every path of the rule pass an HTTP/1.1 Upgrade
 	// (WebSocket and others) on; see Path.AllowUpgrade. Default false.
 	AllowUpgrade bool `yaml:"allowUpgrade,omitempty"`
+	// IPFilter refuses clients by their address (403) on every path of
+	// the rule, after the server's ipFilter; see IPFilter. nil lets
+	// everyone through.
+	IPFilter *IPFilter `yaml:"ipFilter,omitempty"`
 }
 
 // Host is one entry of Rule.Hosts.
@@ -362,6 +378,12 @@ func (s *Spec) Validate() error {
 	}
 	if !(s.AccessLog.Sampling >= 0 && s.AccessLog.Sampling <= 1) {
 		return pipeline.FieldErr("accessLog.sampling", errors.New("must be between 0 and 1"))
+	}
+	if _, err := compileIPFilters(s); err != nil {
+		return err
+	}
+	if err := s.Explain.validate(); err != nil {
+		return err
 	}
 	return validateRules(s.RouterKind, s.Rules)
 }

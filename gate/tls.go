@@ -53,7 +53,18 @@ func (s *Spec) validateTLS() error {
 // are the listener's and outlive generations; crypto/tls checks a resumed
 // session's client certificate chain against the current generation's
 // client CAs (see TestTLSClientCAReloadRefusesResumption).
-func (s *Spec) tlsConfig() (*tls.Config, error) {
+func (s *Spec) tlsConfig() (*tls.Config, error) { return s.tlsConfigWith(nil) }
+
+// ACMETLSProtocol is the ALPN protocol of the ACME TLS-ALPN-01 challenge
+// (RFC 8737). A handshake that offers only it is answered by
+// Options.GetCertificate alone, never with a static certificate.
+const ACMETLSProtocol = "acme-tls/1"
+
+// tlsConfigWith is tlsConfig with the certificate hook of Options: names
+// that no static certificate covers (exactly or by wildcard) are asked of
+// hook before the default certificate is used, and hook answers the
+// TLS-ALPN-01 challenge, whose protocol the configuration then offers.
+func (s *Spec) tlsConfigWith(hook func(*tls.ClientHelloInfo) (*tls.Certificate, error)) (*tls.Config, error) {
 	certs, err := s.certificates()
 	if err != nil {
 		return nil, err
@@ -76,9 +87,14 @@ func (s *Spec) tlsConfig() (*tls.Config, error) {
 	if s.HTTP2 {
 		protos = []string{"h2", "http/1.1"}
 	}
-	return &tls.Config{
+	get := certs.get
+	if hook != nil {
+		get = certs.withHook(hook)
+		protos = append(protos, ACMETLSProtocol)
+	}
+	return &tls.Config{ // #nosec G402 -- tlsVersions holds TLS 1.2 and 1.3 only
 		MinVersion:     tlsVersions[s.MinTLSVersion],
-		GetCertificate: certs.get,
+		GetCertificate: get,
 		ClientAuth:     auth,
 		ClientCAs:      cas,
 		NextProtos:     protos,
@@ -115,16 +131,53 @@ func (cs *certSet) add(c *tls.Certificate) {
 // get returns the certificate for the name the client asked for: an exact
 // name, else a wildcard one level up, else the default.
 func (cs *certSet) get(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
-	name := strings.ToLower(strings.TrimSuffix(hello.ServerName, "."))
-	if c := cs.exact[name]; c != nil {
+	if c := cs.match(hello.ServerName); c != nil {
 		return c, nil
+	}
+	if cs.def == nil {
+		return nil, fmt.Errorf("no certificate for %q", hello.ServerName)
+	}
+	return cs.def, nil
+}
+
+// match returns the certificate for an exact name, else a wildcard one
+// level up, else nil.
+func (cs *certSet) match(serverName string) *tls.Certificate {
+	name := strings.ToLower(strings.TrimSuffix(serverName, "."))
+	if c := cs.exact[name]; c != nil {
+		return c
 	}
 	if _, parent, ok := strings.Cut(name, "."); ok {
 		if c := cs.wild[parent]; c != nil {
-			return c, nil
+			return c
 		}
 	}
-	return cs.def, nil
+	return nil
+}
+
+// withHook returns get with hook consulted after the static names and
+// before the default certificate; a TLS-ALPN-01 handshake goes to hook
+// only.
+func (cs *certSet) withHook(hook func(*tls.ClientHelloInfo) (*tls.Certificate, error)) func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+	return func(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
+		if len(hello.SupportedProtos) == 1 && hello.SupportedProtos[0] == ACMETLSProtocol {
+			return hook(hello)
+		}
+		if c := cs.match(hello.ServerName); c != nil {
+			return c, nil
+		}
+		c, err := hook(hello)
+		if c != nil && err == nil {
+			return c, nil
+		}
+		if cs.def != nil {
+			return cs.def, nil
+		}
+		if err == nil {
+			err = fmt.Errorf("no certificate for %q", hello.ServerName)
+		}
+		return nil, err
+	}
 }
 
 // certificates loads the spec's certificates in their default order:
@@ -178,8 +231,8 @@ func (s *Spec) certificates() (*certSet, error) {
 		}
 		cs.add(c)
 	}
-	if cs.def == nil {
-		return nil, pipeline.FieldErr("certs", errors.New("https needs a certificate (certs and keys, certBase64 and keyBase64, or certFiles)"))
+	if cs.def == nil && !s.AutoCert {
+		return nil, pipeline.FieldErr("certs", errors.New("https needs a certificate (certs and keys, certBase64 and keyBase64, or certFiles) or autoCert: true"))
 	}
 	return cs, nil
 }

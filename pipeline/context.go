@@ -40,6 +40,7 @@ type Context struct {
 	logger   *slog.Logger
 	finished bool
 	w        http.ResponseWriter // the client's, while a pipeline serves; nil otherwise
+	explain  *Explain            // nil unless the gate explains the request
 }
 
 // discardLogger is the logger of a Context outside a pipeline. It is never
@@ -72,6 +73,7 @@ func (c *Context) reset(r *http.Request, logger *slog.Logger) {
 	c.logger = logger
 	c.finished = false
 	c.w = nil
+	c.explain = nil
 }
 
 // Request returns the request of the current namespace.

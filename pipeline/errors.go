@@ -27,6 +27,9 @@ var (
 	ErrUnknownPolicyKind = errors.New("unknown policy kind")
 	// ErrUnknownField: a spec has a key its type does not have.
 	ErrUnknownField = yamlx.ErrUnknownField
+	// ErrNoRegistry: no live service registry answers to the name (not
+	// applied yet, or deleted); see ServiceRegistry.
+	ErrNoRegistry = errors.New("no such service registry")
 )
 
 // FieldError is an error in one field of a spec: its path from the spec's

@@ -28,6 +28,10 @@ type RequestInfo struct {
 	// UpgradeAllowed; nil when the route has none. Read them with
 	// PathParam.
 	PathParams []Param
+	// Explain, when set, asks the pipeline and its filters to account for
+	// what they do with the request (see Explain). The gate sets it before
+	// routing, only for a trusted client that asked; nil otherwise.
+	Explain *Explain
 }
 
 // Param is one path parameter: its name in the route's pattern and the

@@ -8,6 +8,7 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 )
 
@@ -18,6 +19,8 @@ const instrumentationName = "github.com/sluicegw/sluice/pipeline"
 // nothing, and every method is a nil check away from free.
 type telemetry struct {
 	tracer    trace.Tracer // nil: no tracing
+	active    Activity     // nil: the tracer is always on
+	prop      propagation.TextMapPropagator
 	spanName  string
 	stepNames []string
 
@@ -31,6 +34,8 @@ func newTelemetry(env Env, name string, steps []step) (telemetry, error) {
 	var t telemetry
 	if env.TracerProvider != nil {
 		t.tracer = env.TracerProvider.Tracer(instrumentationName)
+		t.active, _ = env.TracerProvider.(Activity)
+		t.prop = env.propagator()
 		t.spanName = "pipeline " + name
 		t.stepNames = make([]string, len(steps))
 		for i, s := range steps {
@@ -62,10 +67,11 @@ func (t *telemetry) timed() bool { return t.requests != nil }
 
 // startRequest starts the pipeline's span and returns r carrying it.
 func (t *telemetry) startRequest(r *http.Request) (*http.Request, trace.Span) {
-	if t.tracer == nil || r == nil {
+	if t.tracer == nil || r == nil || (t.active != nil && !t.active.Active()) {
 		return r, nil
 	}
-	ctx, span := t.tracer.Start(r.Context(), t.spanName, trace.WithSpanKind(trace.SpanKindServer),
+	ctx := t.prop.Extract(r.Context(), propagation.HeaderCarrier(r.Header))
+	ctx, span := t.tracer.Start(ctx, t.spanName, trace.WithSpanKind(trace.SpanKindServer),
 		trace.WithAttributes(attribute.String("http.request.method", r.Method), attribute.String("url.path", r.URL.Path)))
 	return r.WithContext(ctx), span
 }
@@ -88,21 +94,44 @@ func (t *telemetry) endRequest(ctx context.Context, span trace.Span, code int, t
 	}
 }
 
-// startStep starts the span of step i, a child of the request's span.
-func (t *telemetry) startStep(c *Context, i int) trace.Span {
-	if t.tracer == nil {
-		return nil
-	}
-	_, span := t.tracer.Start(c.Context(), t.stepNames[i])
-	return span
+// stepSpan is a filter step's span, and the current namespace's request
+// as it was before the step and as the filter got it (carrying the span,
+// so that the filter's own spans are its children).
+type stepSpan struct {
+	span           trace.Span
+	orig, withSpan *http.Request
 }
 
-func endStep(span trace.Span, r Result) {
-	if span == nil {
+// startStep starts the span of step i, a child of the request's span, and
+// gives the filter the current request with the span in its context.
+func (t *telemetry) startStep(c *Context, i int) stepSpan {
+	if t.tracer == nil || (t.active != nil && !t.active.Active()) || !trace.SpanFromContext(c.Context()).IsRecording() {
+		return stepSpan{}
+	}
+	ctx, span := t.tracer.Start(c.Context(), t.stepNames[i])
+	ss := stepSpan{span: span}
+	if r := c.Request(); r != nil {
+		ss.orig, ss.withSpan = r, r.WithContext(ctx)
+		c.SetRequest(ss.withSpan)
+	}
+	return ss
+}
+
+// endStep ends the step's span and, unless the filter replaced the
+// request, gives the next steps the request as it was.
+func endStep(c *Context, ss stepSpan, r Result) {
+	if ss.span == nil {
 		return
 	}
-	if r != Continue {
-		span.SetAttributes(attribute.String("sluice.result", string(r)))
+	if ss.withSpan != nil {
+		for i := range c.ex {
+			if c.ex[i].req == ss.withSpan {
+				c.ex[i].req = ss.orig
+			}
+		}
 	}
-	span.End()
+	if r != Continue {
+		ss.span.SetAttributes(attribute.String("sluice.result", string(r)))
+	}
+	ss.span.End()
 }

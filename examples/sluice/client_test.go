@@ -227,7 +227,7 @@ func TestObjectCommands(t *testing.T) {
 		mustContain(t, "status", out, "revision:", "name: web", "kind: HTTPServer")
 		out = mustCtl(t, append([]string{"object", "status", "-o", "table"}, srv...)...)
 		mustContain(t, "status -o table", out, "NAME", "REVISION", "pipeline-a", "web")
-		out = mustCtl(t, append([]string{"object", "status", "web"}, srv...)...)
+		out = mustCtl(t, append([]string{"object", "status", "web", "-o", "yaml"}, srv...)...)
 		mustContain(t, "status web", out, "name: web", "address: "+web)
 
 		code, _, errs := ctl(t, "", append([]string{"object", "describe", "nope"}, srv...)...)

@@ -24,6 +24,14 @@
 // request needs "Authorization: Bearer <token>". "mirror" serves the echo
 // backend alone: it answers every request with a text description of it.
 //
+// SIGHUP, "sluice upgrade" or POST /apis/v2/upgrade to its admin API makes
+// "server" replace itself without dropping a request (hot upgrade, with
+// github.com/cloudflare/tableflip): a new process of the executable file,
+// with the same arguments, inherits the listening sockets (HTTPServers'
+// TCP and HTTP/3 UDP sockets, the admin listener) and the running objects,
+// loads them and signals ready; then the old process drains and exits 0.
+// -pid-file names a file holding the serving process's ID.
+//
 // SIGINT or SIGTERM stops a serving command gracefully: the admin API stops
 // taking changes, the gateway drains its requests (up to -drain, 30 s by
 // default) and the servers close; the exit status is 0. A second signal
@@ -41,6 +49,7 @@
 //	sluice object kinds               object kinds and filter kinds
 //	sluice object status [NAME]
 //	sluice health
+//	sluice upgrade                    hot-upgrade a running "sluice server"
 //
 // Their flags: -server (default $SLUICE_SERVER or http://127.0.0.1:2381),
 // -token (default $SLUICE_TOKEN) and -o yaml|json|table. Flags may come

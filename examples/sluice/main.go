@@ -16,7 +16,9 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	// After the first signal, a second one kills the process the usual way.
 	context.AfterFunc(ctx, stop)
-	code := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
+	// Only the real process upgrades itself: run, which tests call, does not.
+	c := &cli{ctx: ctx, stdin: os.Stdin, stdout: os.Stdout, stderr: os.Stderr, getenv: os.Getenv, hotUpgrade: true}
+	code := c.main(os.Args[1:])
 	stop()
 	os.Exit(code)
 }
@@ -42,6 +44,9 @@ type cli struct {
 	stdout io.Writer
 	stderr io.Writer
 	getenv func(string) string
+	// hotUpgrade lets "server" replace itself (see upgrade.go); only one
+	// such process can be in a program.
+	hotUpgrade bool
 }
 
 // command is one (sub)command. setup registers the command's flags on fs
@@ -70,7 +75,10 @@ func (c *cli) commands() []*command {
 		c.deleteCommand(),
 		c.kindsCommand(),
 		c.statusCommand(),
+		c.topCommand(),
 		c.healthCommand(),
+		c.upgradeCommand(),
+		c.memberListCommand(),
 	}
 }
 
@@ -104,6 +112,8 @@ func (c *cli) main(args []string) int {
 	case strings.HasPrefix(first, "-"):
 		// Flags alone configure the demo: sluice -listen 127.0.0.1:8080.
 		return c.exec(c.lookup("demo"), args)
+	case first == "member":
+		return c.memberMain(args[1:])
 	case first == "object":
 		if len(args) == 1 {
 			fmt.Fprintln(c.stderr, "sluice object: missing command")
@@ -277,7 +287,9 @@ Usage:
   sluice server [-f FILE] [flags]  serve the objects of FILE (- for stdin) and the admin API
   sluice mirror [-addr ADDR]       serve the echo backend alone
   sluice object COMMAND [flags]    manage the objects of a running gateway
+  sluice member COMMAND [flags]    list the members of a cluster
   sluice health [flags]            check that the admin API answers
+  sluice upgrade [flags]           replace a running server with a new process (hot upgrade)
   sluice help [COMMAND]            show the help of a command
 
 `)

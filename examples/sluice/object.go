@@ -433,12 +433,15 @@ func (c *cli) statusCommand() *command {
 	return &command{
 		name:  "object status",
 		args:  "[NAME] [flags]",
-		short: "Print the runtime status of every object or one.",
+		short: "Print the runtime status of every object, or one object's statistics.",
 		setup: func(c *cli, fs *flag.FlagSet) action {
-			cf := addClientFlags(fs, "yaml (the default), json or table")
+			cf := addClientFlags(fs, "yaml (the default for every object), json or table (the default for one NAME: its statistics)")
 			return func(args []string) error {
 				if len(args) > 1 {
 					return usagef("want at most one NAME, got %d arguments", len(args))
+				}
+				if len(args) == 1 && cf.output == "" {
+					cf.output = formatTable
 				}
 				api, err := cf.client(c, fs, formatYAML, formatJSON, formatTable)
 				if err != nil {
@@ -456,20 +459,18 @@ func (c *cli) statusCommand() *command {
 					}
 					return c.print(data)
 				}
-				var objects []sluice.ObjectStatus
 				if len(args) == 1 {
-					var o sluice.ObjectStatus
+					var o objectStats
 					if err := api.getJSON(path, nil, &o); err != nil {
 						return err
 					}
-					objects = append(objects, o)
-				} else {
-					var st sluice.Status
-					if err := api.getJSON(path, nil, &st); err != nil {
-						return err
-					}
-					objects = st.Objects
+					return c.statsTable(&o)
 				}
+				var st sluice.Status
+				if err := api.getJSON(path, nil, &st); err != nil {
+					return err
+				}
+				objects := st.Objects
 				rows := make([][]string, len(objects))
 				for i, o := range objects {
 					rows[i] = []string{o.Name, o.Kind, strconv.FormatInt(o.Revision, 10), o.Error}

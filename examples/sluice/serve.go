@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/sluicegw/sluice"
+	"github.com/sluicegw/sluice/cluster"
 )
 
 // Defaults of the serving commands.
@@ -102,7 +103,7 @@ func (c *cli) demo(sf *serveFlags, host string, port int, mirrorAddr string) err
 	if err != nil {
 		return st.fail(fmt.Errorf("demo objects: %w", err))
 	}
-	adminURL, err := c.startGateway(st, g, sf)
+	adminURL, err := c.startGateway(st, g, sf, nil, nil)
 	if err != nil {
 		return err
 	}
@@ -141,10 +142,17 @@ FILE holds one or more objects (HTTPServer, Pipeline, ...) as YAML documents
 separated by "---". Without -f the gateway starts empty, to be filled through
 the admin API ("sluice object create"). The admin API refuses to listen on a
 non-loopback address unless a token is set; then clients send it with -token
-or $SLUICE_TOKEN.`,
+or $SLUICE_TOKEN.
+
+SIGHUP, "sluice upgrade" or POST /apis/v2/upgrade replaces the process with a
+new one of its executable without dropping a connection (hot upgrade): the
+new process takes over the listening sockets and the running objects, and
+the old one drains and exits.`,
 		setup: func(c *cli, fs *flag.FlagSet) action {
 			sf := addServeFlags(fs)
+			cl := addClusterFlags(fs)
 			file := fs.String("f", "", "YAML `file` of the objects to serve; - reads stdin")
+			pidFile := fs.String("pid-file", "", "`file` to write the process ID of the serving process to, rewritten by each hot upgrade")
 			return func(args []string) error {
 				if len(args) > 0 {
 					return usagef("unexpected argument %q", args[0])
@@ -152,33 +160,71 @@ or $SLUICE_TOKEN.`,
 				if err := sf.resolve(c, fs); err != nil {
 					return err
 				}
-				return c.server(sf, *file)
+				return c.server(sf, cl, *file, *pidFile)
 			}
 		},
 	}
 }
 
-func (c *cli) server(sf *serveFlags, file string) error {
+func (c *cli) server(sf *serveFlags, cl *clusterFlags, file, pidFile string) error {
+	log := sf.logger(c.stderr)
+	opts := sf.options(log)
+	var hu *hotUpgrade
 	var objs []byte
-	if file != "" {
+	inherited := false
+	node, err := cl.open(c, sf.admin, log)
+	if err != nil {
+		return err
+	}
+	if node != nil {
+		defer node.Close()
+		opts = append(opts, sluice.WithStore(node))
+	}
+	// A member's raft data directory is held by one process at a time:
+	// no hot upgrade in cluster mode.
+	if c.hotUpgrade && node == nil {
+		var err error
+		if hu, err = newHotUpgrade(pidFile, log); err != nil {
+			return err
+		}
+		defer hu.stop()
+		if objs, inherited, err = hu.inheritedObjects(); err != nil {
+			return err
+		}
+		opts = append(opts, hu.options()...)
+	}
+	if file != "" && !inherited {
 		var err error
 		if objs, err = c.readFile(file); err != nil {
 			return err
 		}
 	}
-	log := sf.logger(c.stderr)
-	g, err := sluice.Load(bytes.NewReader(objs), sf.options(log)...)
+	g, err := sluice.Load(bytes.NewReader(objs), opts...)
 	if err != nil {
 		return fmt.Errorf("%s: %w", displayName(file), err)
 	}
+	if node != nil {
+		node.SetObjectStatus(func() any { return g.Status() })
+	}
 	st := newStack(log, sf.drain)
-	adminURL, err := c.startGateway(st, g, sf)
+	adminURL, err := c.startGateway(st, g, sf, hu, node)
 	if err != nil {
 		return err
 	}
+	if hu != nil {
+		if err := hu.ready(g); err != nil {
+			return st.fail(err)
+		}
+		st.exit = hu.exit()
+		stop := make(chan struct{})
+		defer close(stop)
+		go hu.onSignal(stop)
+	}
 	specs := g.List("")
 	fmt.Fprintf(c.stdout, "sluice server is running %d object(s)", len(specs))
-	if file != "" {
+	if inherited {
+		fmt.Fprint(c.stdout, " taken over from the parent process")
+	} else if file != "" {
 		fmt.Fprintf(c.stdout, " from %s", displayName(file))
 	}
 	fmt.Fprintf(c.stdout, "; admin API on %s%s\n", adminURL, sluice.AdminPrefix)
@@ -188,18 +234,35 @@ func (c *cli) server(sf *serveFlags, file string) error {
 	return st.wait(c.ctx)
 }
 
-// startGateway starts g and serves its admin API; on failure it stops
-// everything st holds. It returns the admin API's base URL.
-func (c *cli) startGateway(st *stack, g *sluice.Gateway, sf *serveFlags) (string, error) {
-	st.push("gateway", g.Shutdown)
+// keepAliveGrace bounds how long a stop or a hot upgrade waits for
+// keep-alive connections to end after their next exchange before the
+// drain closes the idle ones.
+const keepAliveGrace = 2 * time.Second
+
+// startGateway starts g and serves its admin API, with the hot upgrade
+// endpoint of hu (nil: not available); on failure it stops everything st
+// holds. It returns the admin API's base URL.
+func (c *cli) startGateway(st *stack, g *sluice.Gateway, sf *serveFlags, hu *hotUpgrade, node *cluster.Node) (string, error) {
+	st.push("gateway", func(ctx context.Context) error {
+		// Keep-alive connections end after their next exchange first,
+		// so that none is closed under a request a client is sending.
+		grace, cancel := context.WithTimeout(ctx, keepAliveGrace)
+		g.CloseKeepAlives(grace)
+		cancel()
+		return g.Shutdown(ctx)
+	})
 	if err := g.Start(c.ctx); err != nil {
 		return "", st.fail(fmt.Errorf("starting the gateway: %w", err))
 	}
-	aln, err := net.Listen("tcp", sf.admin)
+	listen := net.Listen
+	if hu != nil {
+		listen = hu.tf.Listen
+	}
+	aln, err := listen("tcp", sf.admin)
 	if err != nil {
 		return "", st.fail(fmt.Errorf("admin API: %w", err))
 	}
-	srv := newHTTPServer(g.AdminHandler(), st.log)
+	srv := newHTTPServer(mountCluster(node, upgradeAPI(g.AdminHandler(), hu, sf)), st.log)
 	srv.ReadTimeout = time.Minute // specs are small; a slow body is not
 	srv.WriteTimeout = time.Minute
 	st.serveHTTP("admin API", aln, srv)
@@ -244,14 +307,18 @@ func (c *cli) mirrorCommand() *command {
 type serveFlags struct {
 	admin      string
 	adminToken string
+	adminHosts string // comma-separated names allowed in the admin API's Host header
 	drain      time.Duration
 	level      slog.Level
+	levelVar   *slog.LevelVar // the handler's level, changed by the admin API's /loglevel
 }
 
 func addServeFlags(fs *flag.FlagSet) *serveFlags {
 	sf := &serveFlags{}
 	fs.StringVar(&sf.admin, "admin", defaultAdminAddr, "`address` of the admin API; a non-loopback one needs -admin-token")
 	fs.StringVar(&sf.adminToken, "admin-token", "", "bearer `token` the admin API requires (default $SLUICE_ADMIN_TOKEN)")
+	fs.StringVar(&sf.adminHosts, "admin-hosts", "", "comma-separated `names` clients may use in the Host header of admin API requests, "+
+		"besides loopback names and the -admin address (others are refused: DNS rebinding)")
 	fs.DurationVar(&sf.drain, "drain", defaultDrain, "how long to wait for requests in flight at shutdown and after a reload")
 	fs.TextVar(&sf.level, "log-level", slog.LevelInfo, "log `level`: debug, info, warn or error")
 	return sf
@@ -278,13 +345,30 @@ func (sf *serveFlags) resolve(c *cli, fs *flag.FlagSet) error {
 }
 
 func (sf *serveFlags) logger(w io.Writer) *slog.Logger {
-	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: sf.level}))
+	sf.levelVar = new(slog.LevelVar)
+	sf.levelVar.Set(sf.level)
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: sf.levelVar}))
 }
 
 func (sf *serveFlags) options(log *slog.Logger) []sluice.Option {
-	opts := []sluice.Option{sluice.WithLogger(log), sluice.WithDrainTimeout(sf.drain)}
+	opts := []sluice.Option{sluice.WithLogger(log), sluice.WithDrainTimeout(sf.drain), sluice.WithObjectKinds(registryKinds()...)}
+	if sf.levelVar != nil {
+		opts = append(opts, sluice.WithLogLevel(sf.levelVar))
+	}
 	if sf.adminToken != "" {
 		opts = append(opts, sluice.WithAdminToken(sf.adminToken))
+	}
+	var hosts []string
+	if host, _, err := net.SplitHostPort(sf.admin); err == nil && host != "" && !net.ParseIP(host).IsUnspecified() {
+		hosts = append(hosts, host)
+	}
+	for h := range strings.SplitSeq(sf.adminHosts, ",") {
+		if h = strings.TrimSpace(h); h != "" {
+			hosts = append(hosts, h)
+		}
+	}
+	if len(hosts) > 0 {
+		opts = append(opts, sluice.WithAdminHosts(hosts...))
 	}
 	return opts
 }
@@ -378,7 +462,8 @@ func newHTTPServer(h http.Handler, log *slog.Logger) *http.Server {
 type stack struct {
 	log   *slog.Logger
 	drain time.Duration
-	errc  chan error // a server that stopped serving on its own
+	errc  chan error      // a server that stopped serving on its own
+	exit  <-chan struct{} // closed when a new process took over (hot upgrade); nil: never
 	wg    sync.WaitGroup
 	stops []stopper
 }
@@ -423,6 +508,10 @@ func (s *stack) wait(ctx context.Context) error {
 	select {
 	case <-ctx.Done():
 		s.log.Info("shutting down", "drain", s.drain.String())
+		s.shutdown()
+		return nil
+	case <-s.exit:
+		s.log.Info("a new process took over; draining", "drain", s.drain.String())
 		s.shutdown()
 		return nil
 	case err := <-s.errc:

@@ -23,7 +23,12 @@
 // and headerHash (by the header headerHashKey) match permil ‰ of the
 // requests, the hash policies always the same clients — the canary
 // mechanism. A pool's serverTags keeps only the servers carrying all those
-// tags; its setUpstreamHost is the Host header its servers get.
+// tags; its setUpstreamHost is the Host header its servers get. A pool
+// with serviceRegistry and serviceName takes its servers from a service
+// registry (pipeline.ServiceRegistry, found through Env.Registries) and
+// follows its changes: the healthy instances become the servers, swapped
+// in atomically; the last known ones stay while the registry is
+// unreachable, and the pool's status says stale.
 //
 // The pool's LoadBalancer picks a Server (roundRobin by default; see Load
 // balancing).

@@ -111,7 +111,9 @@ func (x *exchange) attempt(ctx context.Context, n int) (retry bool, err error) {
 	if p.perTry > 0 {
 		tctx, tcancel = resilience.WithTimeout(ctx, p.clock, p.perTry)
 	}
+	tctx, span := p.tracing.start(tctx, p, s, n)
 	out, body := s.outbound(tctx, x.in)
+	p.tracing.inject(tctx, span, out.Header)
 	if x.upgrade {
 		keepUpgrade(out, x.in)
 	}
@@ -128,12 +130,14 @@ func (x *exchange) attempt(ctx context.Context, n int) (retry bool, err error) {
 	}
 	s.stats.requests.Add(1)
 	var start time.Time
-	if p.feedback != nil {
+	if p.feedback != nil || s.stats.rec != nil || x.c.Explain() != nil {
 		start = p.now()
 	}
 	resp, err := x.roundTrip(out)
 	if err != nil {
 		failed := x.failed(s, tctx, body, err, n)
+		x.observe(s, start, x.code)
+		endSpan(span, x.code)
 		if failed && p.outlier != nil {
 			p.outlier.record(p, s, outcomeConnErr)
 		}
@@ -159,6 +163,7 @@ func (x *exchange) attempt(ctx context.Context, n int) (retry bool, err error) {
 			}
 			s.stats.errors.Add(1)
 			permit.Done(true)
+			endSpan(span, http.StatusBadGateway)
 			x.log.Warn("server switched protocols unasked", "server", s.url)
 			x.answer(ResultServerError, http.StatusBadGateway, "bad gateway\n")
 			return false, errSwitchedUnasked
@@ -173,6 +178,8 @@ func (x *exchange) attempt(ctx context.Context, n int) (retry bool, err error) {
 		httpx.RemoveHopByHop(resp.Header)
 	}
 	x.resp, x.tryCancel = resp, tcancel
+	x.observe(s, start, resp.StatusCode)
+	endSpan(span, resp.StatusCode)
 	failed := p.failureCodes.has(resp.StatusCode)
 	if p.outlier != nil {
 		if resp.StatusCode >= 500 {

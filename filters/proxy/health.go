@@ -355,7 +355,7 @@ func (lb *healthAware) Choose(r *http.Request) *Server {
 	n := len(lb.servers)
 	start := s.idx + 1
 	if !lb.deterministic {
-		start = rand.IntN(n)
+		start = rand.IntN(n) // #nosec G404 -- load balancing, not a secret
 	}
 	for k := range n {
 		c := lb.servers[(start+k)%n]
@@ -468,6 +468,11 @@ func (c *checker) run() {
 
 // checkPool checks every server of p at once and waits for the outcomes.
 func (c *checker) checkPool(p *Pool) {
+	if p.dyn != nil {
+		if p = p.dyn.current(); p == nil {
+			return
+		}
+	}
 	var wg sync.WaitGroup
 	for _, s := range p.servers {
 		wg.Go(func() {

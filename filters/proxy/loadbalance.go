@@ -148,7 +148,7 @@ func (lb *random) Choose(*http.Request) *Server {
 	if len(lb.servers) == 0 {
 		return nil
 	}
-	return lb.servers[rand.IntN(len(lb.servers))]
+	return lb.servers[rand.IntN(len(lb.servers))] // #nosec G404 -- load balancing, not a secret
 }
 
 // weightedRandom picks a server at random with a probability proportional
@@ -182,7 +182,7 @@ func (lb *weightedRandom) Choose(*http.Request) *Server {
 	if n == 0 {
 		return nil
 	}
-	x := rand.Uint64N(lb.cum[n-1])
+	x := rand.Uint64N(lb.cum[n-1]) // #nosec G404 -- load balancing, not a secret
 	// The first i with cum[i] > x.
 	lo, hi := 0, n-1
 	for lo < hi {
@@ -287,8 +287,8 @@ func (lb *cookieHash) inherit(prev LoadBalancer) {
 // twoChoices returns two different servers' indexes picked at random from
 // n > 1 (the power of two choices).
 func twoChoices(n int) (int, int) {
-	i := rand.IntN(n)
-	j := rand.IntN(n - 1)
+	i := rand.IntN(n)     // #nosec G404 -- load balancing, not a secret
+	j := rand.IntN(n - 1) // #nosec G404 -- load balancing, not a secret
 	if j >= i {
 		j++
 	}

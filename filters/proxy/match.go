@@ -262,7 +262,7 @@ func compileStr(exact, prefix, re string, empty bool) strMatch {
 func (m *matcher) match(r *http.Request) bool {
 	switch m.policy {
 	case MatchRandom:
-		return rand.Uint64N(1000) < m.permil
+		return rand.Uint64N(1000) < m.permil // #nosec G404 -- traffic sampling, not a secret
 	case MatchIPHash:
 		ip := pipeline.ClientIP(r).As16()
 		return hashBytes16(&ip)%1000 < m.permil

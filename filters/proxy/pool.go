@@ -39,14 +39,16 @@ type Pool struct {
 	retryName    string
 	stats        *poolStats // shared with the previous generation after inherit
 
-	field        string       // the pool's field path in the spec: pools[1], mainPool
-	filter       *matcher     // nil: the main pool
-	upstreamHost string       // setUpstreamHost; "" means not set
-	check        *healthCheck // nil: no active health checks
-	outlier      *outlier     // nil: no outlier detection
-	log          *slog.Logger // never nil
-	h2c          bool         // protocol h2c
-	cache        *memCache    // nil: no memoryCache
+	field        string          // the pool's field path in the spec: pools[1], mainPool
+	filter       *matcher        // nil: the main pool
+	upstreamHost string          // setUpstreamHost; "" means not set
+	check        *healthCheck    // nil: no active health checks
+	outlier      *outlier        // nil: no outlier detection
+	log          *slog.Logger    // never nil
+	h2c          bool            // protocol h2c
+	cache        *memCache       // nil: no memoryCache
+	tracing      *attemptTracing // nil without a TracerProvider (tracing.go)
+	dyn          *discoveryPool  // registry-fed pools (discovery.go); nil: static servers
 }
 
 // poolStats are a pool's own counters, behind a pointer for the same
@@ -60,6 +62,9 @@ type poolStats struct {
 // newPool builds the pool of spec, whose field path is field, finding its
 // policies in env.Policies. Errors name the field.
 func newPool(env pipeline.Env, field string, spec *PoolSpec) (*Pool, error) {
+	if spec.ServiceRegistry != "" {
+		return newDiscoveryPool(env, field, spec)
+	}
 	p := &Pool{
 		timeout:      spec.Timeout,
 		perTry:       spec.PerTryTimeout,
@@ -72,6 +77,7 @@ func newPool(env pipeline.Env, field string, spec *PoolSpec) (*Pool, error) {
 		upstreamHost: spec.SetUpstreamHost,
 		log:          env.Logger,
 		h2c:          spec.Protocol == ProtocolH2C,
+		tracing:      newAttemptTracing(env),
 	}
 	if p.log == nil {
 		p.log = slog.New(slog.DiscardHandler)
@@ -89,6 +95,9 @@ func newPool(env pipeline.Env, field string, spec *PoolSpec) (*Pool, error) {
 			return nil, pipeline.FieldErr(field+".servers["+strconv.Itoa(i)+"]", err)
 		}
 		s.idx = len(p.servers)
+		if env.Stats {
+			s.stats.rec = pipeline.NewRecorder(env.Clock)
+		}
 		p.servers = append(p.servers, s)
 	}
 	if len(p.servers) == 0 {
@@ -140,7 +149,15 @@ func lookupPolicy[T any](ps pipeline.Policies, name, kind string) (T, error) {
 }
 
 // Servers returns the pool's servers in the order of the spec.
-func (p *Pool) Servers() []*Server { return slices.Clone(p.servers) }
+func (p *Pool) Servers() []*Server {
+	if p.dyn != nil {
+		if cur := p.dyn.current(); cur != nil {
+			return cur.Servers()
+		}
+		return nil
+	}
+	return slices.Clone(p.servers)
+}
 
 // LoadBalancer returns the pool's load balancer.
 func (p *Pool) LoadBalancer() LoadBalancer { return p.lb }
@@ -150,6 +167,9 @@ func (p *Pool) LoadBalancer() LoadBalancer { return p.lb }
 // cache, a fresh entry answers instead, and a cacheable response is
 // stored as the client reads it.
 func (p *Pool) handle(c *pipeline.Context, in *http.Request, rt http.RoundTripper, log *slog.Logger) pipeline.Result {
+	if p.dyn != nil {
+		return p.dyn.handle(c, in, rt, log)
+	}
 	if p.cache != nil && in != nil && in.URL != nil && !upgrading(in) {
 		switch p.cache.use(in) {
 		case cacheLookup:
@@ -256,6 +276,15 @@ func isTokenByte(b byte) bool {
 // their load-balancing state (attempts in flight, ewma latency). The
 // policies hand their state over themselves (see filters/policy).
 func (p *Pool) inherit(prev *Pool) {
+	if p.dyn != nil {
+		p.dyn.inherit(p, prev)
+		return
+	}
+	if prev.dyn != nil {
+		if prev = prev.dyn.current(); prev == nil {
+			return
+		}
+	}
 	p.stats = prev.stats
 	if p.cache != nil && prev.cache != nil && p.cache.settings == prev.cache.settings {
 		p.cache = prev.cache
@@ -306,6 +335,9 @@ type PoolStatus struct {
 	// retries it counted lately (over budgetWindow), across every pool
 	// that names the policy. Absent without a retry policy.
 	RetryBudget *RetryBudgetStatus `json:"retryBudget,omitempty" yaml:"retryBudget,omitempty"`
+	// Discovery is the registry's side of a pool with serviceRegistry:
+	// the service, and whether its instances are stale. Absent otherwise.
+	Discovery *DiscoveryStatus `json:"discovery,omitempty" yaml:"discovery,omitempty"`
 }
 
 // RetryBudgetStatus is the state of a retry budget's window.
@@ -315,6 +347,9 @@ type RetryBudgetStatus struct {
 }
 
 func (p *Pool) status() PoolStatus {
+	if p.dyn != nil {
+		return p.dyn.status(p)
+	}
 	ps := PoolStatus{
 		Field:          p.field,
 		Main:           p.filter == nil,

@@ -200,6 +200,11 @@ func (p *Proxy) Close() error {
 			p.mirror.close()
 		}
 		p.tunnels.closeAll()
+		for _, pl := range p.pools {
+			if pl.dyn != nil {
+				pl.dyn.close()
+			}
+		}
 		p.tr.release()
 	}
 	return nil

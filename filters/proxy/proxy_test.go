@@ -826,7 +826,7 @@ func TestSpecFieldNames(t *testing.T) {
 	t.Parallel()
 	want := map[string][]string{
 		"Spec":                    {"pools", "mainPool", "candidatePools", "maxIdleConns", "maxIdleConnsPerHost", "connectTimeout", "responseHeaderTimeout", "mtls", "tls", "mirrorPool", "mirrorQueueSize", "mirrorWorkers", "compression"},
-		"PoolSpec":                {"servers", "loadBalance", "timeout", "perTryTimeout", "retryPolicy", "circuitBreakerPolicy", "failureCodes", "serverMaxBodySize", "filter", "serverTags", "setUpstreamHost", "healthCheck", "outlierDetection", "protocol", "memoryCache"},
+		"PoolSpec":                {"servers", "serviceRegistry", "serviceName", "loadBalance", "timeout", "perTryTimeout", "retryPolicy", "circuitBreakerPolicy", "failureCodes", "serverMaxBodySize", "filter", "serverTags", "setUpstreamHost", "healthCheck", "outlierDetection", "protocol", "memoryCache"},
 		"MTLSSpec":                {"certBase64", "keyBase64", "rootCertBase64"},
 		"TLSSpec":                 {"caFiles", "caBase64", "certFile", "keyFile", "serverName", "insecureSkipVerify", "minVersion"},
 		"RequestMatcherSpec":      {"policy", "headers", "urls", "matchAllHeaders", "matchAllURLs", "headerHashKey", "permil"},

@@ -7,6 +7,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/sluicegw/sluice/pipeline"
 )
 
 // Server is one server of a pool, built from a ServerSpec. It is immutable
@@ -35,10 +37,11 @@ type Server struct {
 type serverStats struct {
 	requests atomic.Uint64
 	errors   atomic.Uint64
-	inflight atomic.Int64  // leastRequest and ewma: attempts chosen and not Done
-	ewma     atomic.Uint64 // ewma: the peak-EWMA latency in ns, float64 bits; 0: no sample
-	ewmaAt   atomic.Int64  // ewma: the time of the last sample, Unix ns
-	ewmaMu   sync.Mutex    // serialises ewma updates
+	rec      *pipeline.Recorder // nil without pipeline.Env.Stats (see stats.go)
+	inflight atomic.Int64       // leastRequest and ewma: attempts chosen and not Done
+	ewma     atomic.Uint64      // ewma: the peak-EWMA latency in ns, float64 bits; 0: no sample
+	ewmaAt   atomic.Int64       // ewma: the time of the last sample, Unix ns
+	ewmaMu   sync.Mutex         // serialises ewma updates
 
 	// Health: health is 0 while the server may take requests, has bit
 	// healthDown while it fails its active checks, and holds the end of an
@@ -107,12 +110,16 @@ type ServerStatus struct {
 	Ejected bool `json:"ejected,omitempty" yaml:"ejected,omitempty"`
 	// Checks counts the active health checks of the server.
 	Checks uint64 `json:"checks,omitempty" yaml:"checks,omitempty"`
+	// Stats time the attempts sent to the server, from sending to the
+	// response's headers, by the status it answered (502 or 504 when it
+	// failed to); absent when the pipeline keeps no stats.
+	Stats *pipeline.StatsSnapshot `json:"stats,omitempty" yaml:"stats,omitempty"`
 }
 
 // status is s's status at now.
 func (s *Server) status(now time.Time) ServerStatus {
 	st := s.stats
-	return ServerStatus{
+	ss := ServerStatus{
 		URL:      s.url,
 		Requests: st.requests.Load(),
 		Errors:   st.errors.Load(),
@@ -120,4 +127,9 @@ func (s *Server) status(now time.Time) ServerStatus {
 		Ejected:  st.ejected(now),
 		Checks:   st.checks.Load(),
 	}
+	if st.rec != nil {
+		snap := st.rec.Snapshot(now)
+		ss.Stats = &snap
+	}
+	return ss
 }

@@ -253,8 +253,17 @@ type TLSSpec struct {
 // The policies are named entries of the pipeline's resilience section; see
 // the package comment for how an exchange uses them.
 type PoolSpec struct {
-	// Servers are the pool's servers; at least one is required.
+	// Servers are the pool's servers; at least one is required, unless
+	// ServiceRegistry gives them.
 	Servers []ServerSpec `yaml:"servers"`
+	// ServiceRegistry names a service registry object (an
+	// EtcdServiceRegistry, ConsulServiceRegistry, … of the gateway) whose
+	// instances of ServiceName are the pool's servers, instead of Servers;
+	// see discovery.go's comment. Empty means static Servers.
+	ServiceRegistry string `yaml:"serviceRegistry,omitempty"`
+	// ServiceName is the service whose instances the pool takes from
+	// ServiceRegistry; required with it.
+	ServiceName string `yaml:"serviceName,omitempty"`
 	// LoadBalance chooses the server for each request. The zero value is
 	// round robin.
 	LoadBalance LoadBalanceSpec `yaml:"loadBalance,omitempty"`
@@ -499,8 +508,11 @@ func (s *Spec) pools() []fieldPool {
 }
 
 func (p *PoolSpec) validate(field string) error {
-	if len(p.Servers) == 0 {
-		return pipeline.FieldErr(field+".servers", fmt.Errorf("%w: a pool needs at least one server", ErrNoServer))
+	if err := p.validateDiscovery(field); err != nil {
+		return err
+	}
+	if len(p.Servers) == 0 && p.ServiceRegistry == "" {
+		return pipeline.FieldErr(field+".servers", fmt.Errorf("%w: a pool needs at least one server (or serviceRegistry and serviceName)", ErrNoServer))
 	}
 	for i := range p.Servers {
 		if err := p.Servers[i].validate(field + ".servers[" + strconv.Itoa(i) + "]"); err != nil {
@@ -529,7 +541,7 @@ func (p *PoolSpec) validate(field string) error {
 			return err
 		}
 	}
-	if len(p.ServerTags) > 0 && len(p.taggedServers()) == 0 {
+	if len(p.ServerTags) > 0 && p.ServiceRegistry == "" && len(p.taggedServers()) == 0 {
 		return pipeline.FieldErr(field+".serverTags", fmt.Errorf("%w: no server carries all of the tags %q", ErrNoServer, p.ServerTags))
 	}
 	if h := p.SetUpstreamHost; h != "" && (strings.ContainsAny(h, "/?#@ \t\r\n") || !validHeaderValue(h)) {
