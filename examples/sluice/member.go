@@ -197,7 +197,7 @@ func (cf *clusterFlags) config(c *cli, adminAddr string, log *slog.Logger) (clus
 	if !pool.AppendCertsFromPEM(caPEM) {
 		return cfg, fmt.Errorf("-cluster-ca %s: no PEM certificate in the file", cf.caFile)
 	}
-	cfg.TLS = &tls.Config{Certificates: []tls.Certificate{cert}, RootCAs: pool, ClientCAs: pool}
+	cfg.TLS = &tls.Config{Certificates: []tls.Certificate{cert}, RootCAs: pool, ClientCAs: pool, MinVersion: tls.VersionTLS13}
 	secret := c.getenv("SLUICE_CLUSTER_SECRET")
 	if cf.secretFile != "" {
 		b, err := os.ReadFile(cf.secretFile)
