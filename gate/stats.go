@@ -1,10 +1,7 @@
 package gate
 
 import (
-	"bufio"
-	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/netip"
 	"strconv"
@@ -216,14 +213,11 @@ func capPath(path string) string {
 	return path[:n]
 }
 
-// statsWriter records the status and the body size of a response. Flush,
-// Hijack and ReadFrom pass through, and Unwrap lets
-// http.ResponseController reach the connection's other controls. It is
+// statsWriter records the status and the body size of a response, as the
+// access log's loggingWriter does, plus what the statistics need. It is
 // pooled: nothing may keep it after the request.
 type statsWriter struct {
-	http.ResponseWriter
-	status  int
-	bytes   int64
+	loggingWriter
 	start   time.Time
 	route   *routeStats
 	explain *pipeline.Explain
@@ -239,50 +233,6 @@ func findStatsWriter(w http.ResponseWriter) *statsWriter {
 	}
 	return nil
 }
-
-func (w *statsWriter) WriteHeader(code int) {
-	if w.status == 0 && (code >= 200 || code == http.StatusSwitchingProtocols) {
-		w.status = code
-	}
-	w.ResponseWriter.WriteHeader(code)
-}
-
-func (w *statsWriter) Write(p []byte) (int, error) {
-	if w.status == 0 {
-		w.status = http.StatusOK
-	}
-	n, err := w.ResponseWriter.Write(p)
-	w.bytes += int64(n)
-	return n, err
-}
-
-// ReadFrom keeps the connection's sendfile path.
-func (w *statsWriter) ReadFrom(r io.Reader) (int64, error) {
-	if w.status == 0 {
-		w.status = http.StatusOK
-	}
-	n, err := io.Copy(w.ResponseWriter, r)
-	w.bytes += n
-	return n, err
-}
-
-func (w *statsWriter) Flush() {
-	if w.status == 0 {
-		w.status = http.StatusOK
-	}
-	http.NewResponseController(w.ResponseWriter).Flush()
-}
-
-func (w *statsWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
-	c, rw, err := http.NewResponseController(w.ResponseWriter).Hijack()
-	if err == nil && w.status == 0 {
-		w.status = http.StatusSwitchingProtocols
-	}
-	return c, rw, err
-}
-
-// Unwrap returns the writer underneath, for http.ResponseController.
-func (w *statsWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 // ServerStats are an HTTPServer's statistics.
 type ServerStats struct {
