@@ -22,48 +22,8 @@ func BenchmarkGatewayProxy(b *testing.B) {
 	}))
 	defer backend.Close()
 
-	g, err := sluice.New()
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer g.Shutdown(context.Background())
-	err = g.ApplyYAML(context.Background(), strings.NewReader(`
-kind: HTTPServer
-name: s
-rules:
-  - paths:
-    - pathPrefix: /
-      backend: p
----
-kind: Pipeline
-name: p
-filters:
-  - name: proxy
-    kind: Proxy
-    pools:
-    - servers:
-      - url: `+backend.URL+`
-`))
-	if err != nil {
-		b.Fatal(err)
-	}
-	h, _ := g.Handler("s")
-
-	b.Run("gateway", func(b *testing.B) {
-		b.ReportAllocs()
-		b.RunParallel(func(pb *testing.PB) {
-			w := &sink{h: http.Header{}}
-			r := httptest.NewRequest("GET", "/bench", nil)
-			for pb.Next() {
-				clear(w.h)
-				h.ServeHTTP(w, r)
-				if w.code != 200 {
-					b.Errorf("status %d", w.code)
-					return
-				}
-			}
-		})
-	})
+	h := benchGateway(b, "  - name: proxy\n    kind: Proxy\n    pools:\n    - servers:\n      - url: "+backend.URL+"\n")
+	b.Run("gateway", func(b *testing.B) { serveParallel(b, h) })
 	b.Run("direct", func(b *testing.B) {
 		tr := &http.Transport{MaxIdleConnsPerHost: 1024, DisableCompression: true}
 		defer tr.CloseIdleConnections()
@@ -80,6 +40,56 @@ filters:
 				resp.Body.Close()
 			}
 		})
+	})
+}
+
+// benchGateway applies an HTTPServer whose every path goes to a pipeline
+// with the given filters (YAML list items), and returns the server's
+// handler; the gateway shuts down with the benchmark.
+func benchGateway(b *testing.B, filters string, opts ...sluice.Option) http.Handler {
+	b.Helper()
+	g, err := sluice.New(opts...)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { g.Shutdown(context.Background()) })
+	err = g.ApplyYAML(context.Background(), strings.NewReader(`
+kind: HTTPServer
+name: s
+rules:
+  - paths:
+    - pathPrefix: /
+      backend: p
+---
+kind: Pipeline
+name: p
+filters:
+`+filters))
+	if err != nil {
+		b.Fatal(err)
+	}
+	h, err := g.Handler("s")
+	if err != nil {
+		b.Fatal(err)
+	}
+	return h
+}
+
+// serveParallel sends GET /bench to h from parallel goroutines, each with
+// its own response sink; any status but 200 fails the benchmark.
+func serveParallel(b *testing.B, h http.Handler) {
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		w := &sink{h: http.Header{}}
+		r := httptest.NewRequest("GET", "/bench", nil)
+		for pb.Next() {
+			clear(w.h)
+			h.ServeHTTP(w, r)
+			if w.code != 200 {
+				b.Errorf("status %d", w.code)
+				return
+			}
+		}
 	})
 }
 

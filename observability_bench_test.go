@@ -1,11 +1,9 @@
 package sluice_test
 
 import (
-	"context"
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"strings"
 	"testing"
 
 	"github.com/sluicegw/sluice"
@@ -27,45 +25,8 @@ func BenchmarkGatewayProxyStats(b *testing.B) {
 		{"stats-off", []sluice.Option{sluice.WithoutStats()}},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
-			g, err := sluice.New(bc.opts...)
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer g.Shutdown(context.Background())
-			err = g.ApplyYAML(context.Background(), strings.NewReader(`
-kind: HTTPServer
-name: s
-rules:
-  - paths:
-    - pathPrefix: /
-      backend: p
----
-kind: Pipeline
-name: p
-filters:
-  - name: proxy
-    kind: Proxy
-    pools:
-    - servers:
-      - url: `+backend.URL+`
-`))
-			if err != nil {
-				b.Fatal(err)
-			}
-			h, _ := g.Handler("s")
-			b.ReportAllocs()
-			b.RunParallel(func(pb *testing.PB) {
-				w := &sink{h: http.Header{}}
-				r := httptest.NewRequest("GET", "/bench", nil)
-				for pb.Next() {
-					clear(w.h)
-					h.ServeHTTP(w, r)
-					if w.code != 200 {
-						b.Errorf("status %d", w.code)
-						return
-					}
-				}
-			})
+			h := benchGateway(b, "  - name: proxy\n    kind: Proxy\n    pools:\n    - servers:\n      - url: "+backend.URL+"\n", bc.opts...)
+			serveParallel(b, h)
 		})
 	}
 }
@@ -84,32 +45,7 @@ func BenchmarkGatewayStatsOverhead(b *testing.B) {
 		{"stats-off", []sluice.Option{sluice.WithoutStats()}},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
-			g, err := sluice.New(bc.opts...)
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer g.Shutdown(context.Background())
-			err = g.ApplyYAML(context.Background(), strings.NewReader(`
-kind: HTTPServer
-name: s
-rules:
-  - paths:
-    - pathPrefix: /
-      backend: p
----
-kind: Pipeline
-name: p
-filters:
-  - name: mock
-    kind: Mock
-    rules:
-      - code: 200
-        body: hello
-`))
-			if err != nil {
-				b.Fatal(err)
-			}
-			h, _ := g.Handler("s")
+			h := benchGateway(b, "  - name: mock\n    kind: Mock\n    rules:\n      - code: 200\n        body: hello\n", bc.opts...)
 			w := &sink{h: http.Header{}}
 			r := httptest.NewRequest("GET", "/bench", nil)
 			b.ReportAllocs()

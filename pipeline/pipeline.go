@@ -292,7 +292,7 @@ func (p *Pipeline) Run(c *Context) Result {
 // with 500.
 func (p *Pipeline) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	p.inflight.Add(1)
-	p.serve(w, r)
+	p.serveAround(w, r, nil, nil)
 }
 
 // TryServeHTTP serves r as ServeHTTP does, unless the pipeline has begun to
@@ -301,13 +301,7 @@ func (p *Pipeline) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // counts as in flight before the shutdown can see it, so the filters are
 // never closed under it.
 func (p *Pipeline) TryServeHTTP(w http.ResponseWriter, r *http.Request) bool {
-	p.inflight.Add(1)
-	if p.closing.Load() {
-		p.done()
-		return false
-	}
-	p.serve(w, r)
-	return true
+	return p.TryServeAround(w, r, nil, nil)
 }
 
 // TryServeAround serves r as TryServeHTTP does, with two more pipelines
@@ -318,9 +312,7 @@ func (p *Pipeline) TryServeHTTP(w http.ResponseWriter, r *http.Request) bool {
 // and after open for the call (see Acquire). This is how a GlobalFilter
 // wraps the backend pipelines of a server.
 func (p *Pipeline) TryServeAround(w http.ResponseWriter, r *http.Request, before, after *Pipeline) bool {
-	p.inflight.Add(1)
-	if p.closing.Load() {
-		p.done()
+	if !p.Acquire() {
 		return false
 	}
 	p.serveAround(w, r, before, after)
@@ -362,11 +354,6 @@ func (p *Pipeline) runAround(c *Context, before, after *Pipeline) {
 	if after != nil {
 		after.Run(c)
 	}
-}
-
-// serve handles a request already counted in flight.
-func (p *Pipeline) serve(w http.ResponseWriter, r *http.Request) {
-	p.serveAround(w, r, nil, nil)
 }
 
 // serveAround handles a request already counted in flight, with the flows
