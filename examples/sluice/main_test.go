@@ -119,13 +119,19 @@ func mustCtl(t *testing.T, args ...string) string {
 	return out
 }
 
-// waitHealthy waits until the admin API at server answers.
+// waitHealthy waits until the admin API at server answers and the command
+// has printed its banner ("... is running"): the admin API answers a
+// moment before the banner is written.
 func waitHealthy(t *testing.T, p *proc, server string, extra ...string) {
 	t.Helper()
 	deadline := time.Now().Add(15 * time.Second)
+	healthy := false
 	for {
-		code, _, _ := ctl(t, "", append([]string{"health", "-server", server}, extra...)...)
-		if code == 0 {
+		if !healthy {
+			code, _, _ := ctl(t, "", append([]string{"health", "-server", server}, extra...)...)
+			healthy = code == 0
+		}
+		if healthy && strings.Contains(p.stdout.String(), "is running") {
 			return
 		}
 		if c, ok := p.exited(); ok {
